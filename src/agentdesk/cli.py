@@ -1,0 +1,168 @@
+"""The `agentdesk` command line. Heavy modules are imported inside each command, never at the top."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from agentdesk import __version__
+
+
+class CommandError(Exception):
+    """A failure with a message for the user and an exit status; printed without a traceback."""
+
+    def __init__(self, message: str, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _settings(args: argparse.Namespace):  # noqa: ANN202 - Settings is imported lazily
+    from agentdesk.config import ConfigError, load_settings
+
+    try:
+        return load_settings(args.config)
+    except ConfigError as exc:
+        raise CommandError(str(exc), 2) from exc
+
+
+def cmd_desk(args: argparse.Namespace) -> None:
+    from agentdesk.desk import DeskError, find_token, run_desk
+    from agentdesk.paths import data_dir
+
+    settings = _settings(args)
+    server_url = args.server or settings.desk.server_url
+    try:
+        run_desk(settings, server_url, find_token(server_url), data_dir(args.data_dir or settings.desk.data_dir or None))
+    except DeskError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from agentdesk.demo.launcher import DemoError, run_demo
+    from agentdesk.desk import DeskError
+
+    try:
+        run_demo(_settings(args), Path(args.data_dir) if args.data_dir else None, seed=args.seed)
+    except (DemoError, DeskError) as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    host = args.host or settings.server.host
+    port = settings.server.port if args.port is None else args.port
+
+    from agentdesk.server.app import create_app
+    from agentdesk.server.db import make_engine
+    from agentdesk.server.run import bind, serve
+
+    engine = _engine(settings, make_engine)
+    app = create_app(engine)
+    try:
+        sock = bind(host, port)
+    except OSError as exc:
+        raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    print(f"agentdesk server on http://{host}:{sock.getsockname()[1]} (database {engine.url!r})", file=sys.stderr)
+    serve(app, sock)
+
+
+def _engine(settings, make_engine: Callable):  # noqa: ANN001, ANN202
+    import sqlalchemy as sa
+
+    url = settings.database_url()
+    try:
+        engine = make_engine(url, echo=settings.database.echo)
+        with engine.connect():
+            pass
+    except (sa.exc.SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
+        raise CommandError(f"Cannot open the database {url!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
+    return engine
+
+
+def cmd_admin(args: argparse.Namespace) -> None:
+    from agentdesk.server.admin import AdminError, add_agent, add_team, issue_agent_token
+    from agentdesk.server.db import create_schema, make_engine, session
+
+    engine = _engine(_settings(args), make_engine)
+    create_schema(engine)
+    try:
+        with session(engine) as db:
+            if args.admin_command == "team":
+                team = add_team(db, args.name)
+                print(f"Added team {team.name} ({team.id})", file=sys.stderr)
+            elif args.admin_command == "agent":
+                agent = add_agent(db, args.name, args.email, args.team, args.role)
+                print(f"Added agent {agent.name} <{agent.email}> ({agent.id})", file=sys.stderr)
+            else:
+                print(issue_agent_token(db, args.email))
+    except AdminError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def cmd_config_check(args: argparse.Namespace) -> None:
+    from agentdesk.config import check_file
+
+    problems = check_file(args.file)
+    if problems:
+        raise CommandError("\n".join(problems), 1)
+    print(f"{args.file}: OK")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="agentdesk", description="The contact-center agent desk, in the terminal.")
+    parser.add_argument("--version", action="version", version=f"agentdesk {__version__}")
+    config = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand's option must not reset what was given before the subcommand
+    config.add_argument("--config", type=Path, metavar="FILE", default=argparse.SUPPRESS, help="TOML configuration file")
+    parser.add_argument("--config", type=Path, metavar="FILE", help="TOML configuration file")
+    parser.add_argument("--server", metavar="URL", help="server to sync with (overrides desk.server_url)")
+    parser.add_argument("--data-dir", metavar="DIR", help="where caches live (default: the platform data dir)")
+    parser.set_defaults(func=cmd_desk)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    demo = commands.add_parser("demo", parents=[config], help="open the desk on a demo server with a realistic day")
+    demo.add_argument(
+        "--data-dir", metavar="DIR", default=argparse.SUPPRESS, help="where the demo keeps its files (default: <data dir>/demo)"
+    )
+    demo.add_argument("--seed", type=int, default=7, help="demo data seed (same seed, same day)")
+    demo.set_defaults(func=cmd_demo)
+
+    serve = commands.add_parser("serve", parents=[config], help="run the agentdesk server")
+    serve.add_argument("--host", help="listen address (default from [server] host)")
+    serve.add_argument("--port", type=int, help="listen port (default from [server] port)")
+    serve.set_defaults(func=cmd_serve)
+
+    admin = commands.add_parser("admin", parents=[config], help="manage teams, agents and tokens")
+    admin_commands = admin.add_subparsers(dest="admin_command", metavar="WHAT", required=True)
+    team = admin_commands.add_parser("team", help="teams").add_subparsers(dest="verb", required=True)
+    team.add_parser("add", help="add a team").add_argument("name")
+    agent = admin_commands.add_parser("agent", help="agents").add_subparsers(dest="verb", required=True)
+    agent_add = agent.add_parser("add", help="add an agent")
+    agent_add.add_argument("--name", required=True)
+    agent_add.add_argument("--email", required=True)
+    agent_add.add_argument("--team", help="team name")
+    agent_add.add_argument("--role", default="agent", choices=("agent", "supervisor", "admin"))
+    token = admin_commands.add_parser("token", help="API tokens").add_subparsers(dest="verb", required=True)
+    token.add_parser("issue", help="issue a token; prints it as the only line on stdout").add_argument("email")
+    admin.set_defaults(func=cmd_admin)
+
+    config_cmd = commands.add_parser("config", help="configuration tools")
+    config_verbs = config_cmd.add_subparsers(dest="verb", required=True)
+    check = config_verbs.add_parser("check", help="validate a TOML file and print precise errors")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CommandError as exc:
+        print(f"agentdesk: {exc}", file=sys.stderr)
+        return exc.status
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -1,0 +1,397 @@
+"""The configuration schema: one ``Settings`` for both the desk (client) and the server.
+
+Each program reads its own sections; an admin may keep them in one file or two. Every model
+forbids unknown keys. Values come from, highest priority first: keyword arguments to
+``Settings(...)``, ``AGENTDESK_*`` environment variables (``AGENTDESK_SERVER__PORT=9000``), the
+TOML file handed to ``agentdesk.config.load_settings``, then the defaults below.
+
+Validators raise ``ValueError`` with a complete plain-English message ("expected …, got …");
+the loader shows it verbatim next to the file, line and key.
+
+Never import textual, sqlalchemy, fastapi or httpx here: this is on the startup path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import string
+import unicodedata
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from agentdesk import paths
+from agentdesk.config.keymap import BINDING_IDS, DEFAULT_KEYMAP, KeySpec
+
+ENV_PREFIX = "AGENTDESK_"
+ENV_NESTED_DELIMITER = "__"
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers
+
+
+def show_value(value: Any, limit: int = 60) -> str:
+    """A value as it appears in messages: repr (TOML spelling for booleans), at most ``limit`` chars."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    else:
+        text = repr(value)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
+    return text
+
+
+def _did_you_mean(word: str, candidates: list[str] | set[str] | frozenset[str], fmt: str = '"{}"') -> str:
+    match = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {fmt.format(match[0])}?)" if match else ""
+
+
+def _reject_bool(expected: str) -> BeforeValidator:
+    # pydantic's lax mode turns true/false into 1/0 for numbers; in a config file that is a mistake.
+    def check(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"expected {expected}, got {show_value(value)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _http_url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f'expected an http:// or https:// URL like "http://127.0.0.1:8765", got {show_value(value)}')
+    return value.rstrip("/")
+
+
+def _optional_http_url(value: str) -> str:
+    return value if value == "" else _http_url(value)
+
+
+def _host(value: str) -> str:
+    if not value or any(ch.isspace() for ch in value) or "://" in value or "/" in value:
+        raise ValueError(f'expected a host name or IP address like "127.0.0.1", got {show_value(value)}')
+    return value
+
+
+def _non_empty(value: str) -> str:
+    if value.strip() == "":
+        raise ValueError(f"expected a non-empty string, got {show_value(value)}")
+    return value
+
+
+_DB_URL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+
+
+def _database_url(value: str) -> str:
+    if value != "" and not _DB_URL_RE.match(value):
+        raise ValueError(
+            'expected a database URL like "sqlite:///path/server.sqlite3" or '
+            f'"postgresql+psycopg://user@host/agentdesk", got {show_value(value)}'
+        )
+    return value
+
+
+def _region(value: str) -> str:
+    if len(value) == 2 and value.isascii() and value.isalpha() and value.isupper():
+        return value
+    hint = ""
+    if len(value) == 2 and value.isascii() and value.isalpha():
+        hint = f' (did you mean "{value.upper()}"?)'
+    raise ValueError(f"expected a two-letter upper-case ISO 3166 country code like \"US\", got {show_value(value)}{hint}")
+
+
+NonEmptyStr = Annotated[str, AfterValidator(_non_empty)]
+PositiveFloat = Annotated[float, _reject_bool("a number"), Field(gt=0, allow_inf_nan=False)]
+
+
+# --------------------------------------------------------------------------------------------
+# Key names (Textual's spelling), validated without importing Textual
+
+
+MODIFIERS: tuple[str, ...] = ("alt", "ctrl", "meta", "shift", "super")  # Textual sorts them like this
+_MODIFIER_ALIASES = {"control": "ctrl", "option": "alt", "opt": "alt", "cmd": "super", "command": "super", "win": "super"}
+
+# Same renames Textual applies to Unicode character names (textual.keys.KEY_NAME_REPLACEMENTS).
+_CHAR_NAME_REPLACEMENTS = {
+    "solidus": "slash",
+    "reverse_solidus": "backslash",
+    "commercial_at": "at",
+    "hyphen_minus": "minus",
+    "plus_sign": "plus",
+    "low_line": "underscore",
+}
+
+
+def _char_key_name(ch: str) -> str:
+    """Textual's key name for a single character ("?" -> "question_mark"); letters/digits unchanged."""
+    if ch.isalnum():
+        return ch
+    try:
+        name = unicodedata.name(ch).lower().replace("-", "_").replace(" ", "_")
+    except ValueError:
+        return ch
+    return _CHAR_NAME_REPLACEMENTS.get(name, name)
+
+
+_PUNCTUATION_NAMES = {_char_key_name(ch): ch for ch in string.punctuation}
+NAMED_KEYS: frozenset[str] = frozenset(
+    {
+        "enter", "escape", "tab", "space", "backspace", "delete", "insert",
+        "up", "down", "left", "right", "home", "end", "pageup", "pagedown",
+        *(f"f{n}" for n in range(1, 25)),
+        *_PUNCTUATION_NAMES,
+    }
+)  # fmt: skip
+_KEY_ALIASES = {
+    "return": "enter", "esc": "escape", "del": "delete", "ins": "insert", "bs": "backspace",
+    "pgup": "pageup", "pgdn": "pagedown", "page_up": "pageup", "page_down": "pagedown",
+    "arrowup": "up", "arrowdown": "down", "arrowleft": "left", "arrowright": "right",
+}  # fmt: skip
+
+
+def _check_key(key: str, whole: str) -> str:
+    """Validate one key ("ctrl+s"); returns its normalized form for conflict checks."""
+    where = f' in "{whole}"' if key != whole else ""
+    if key == "":
+        raise ValueError(f'empty key name{where}; separate keys with single commas, like "ctrl+s,f2"')
+    if any(ch.isspace() for ch in key):
+        raise ValueError(f'key names have no spaces, got "{key}"{where} (write "space" for the space bar)')
+    if key == "+" or key.endswith("++"):
+        raise ValueError(f'write "plus" for the + key, got "{key}"{where}')
+    *mods, name = key.split("+")
+    if len(key) > 1 and key != key.lower() and not (len(name) == 1 and not mods):
+        raise ValueError(f'key names are lower-case, got "{key}"{where} (did you mean "{key.lower()}"?)')
+    for mod in mods:
+        if mod not in MODIFIERS:
+            if mod == "":
+                raise ValueError(f'empty modifier in "{key}"{where}')
+            hint = f' (did you mean "{_MODIFIER_ALIASES[mod]}"?)' if mod in _MODIFIER_ALIASES else _did_you_mean(mod, MODIFIERS)
+            raise ValueError(
+                f'unknown modifier "{mod}" in "{key}"{where}{hint}; modifiers are {", ".join(MODIFIERS)}'
+            )
+    if len(set(mods)) != len(mods):
+        raise ValueError(f'repeated modifier in "{key}"{where}')
+    if mods != sorted(mods):
+        fixed = "+".join([*sorted(mods), name])
+        raise ValueError(
+            f'modifiers go in the order {"+".join(MODIFIERS)}, got "{key}"{where} (write "{fixed}")'
+        )
+    if name in MODIFIERS:
+        raise ValueError(f'"{key}"{where} is only modifiers; add a key, like "{key}+s"')
+    if len(name) == 1:
+        if not name.isprintable():
+            raise ValueError(f"expected a printable character or a key name, got {show_value(key)}{where}")
+        if mods and not name.isalnum():
+            # Textual only translates a lone character ("?"); with a modifier it must be the name.
+            raise ValueError(
+                f'with a modifier, name the character: write "{"+".join([*mods, _char_key_name(name)])}", got "{key}"{where}'
+            )
+        return "+".join([*mods, _char_key_name(name)])
+    if name not in NAMED_KEYS:
+        if name in _KEY_ALIASES:
+            hint = f' (did you mean "{_KEY_ALIASES[name]}"?)'
+        else:
+            hint = _did_you_mean(name, NAMED_KEYS)
+        raise ValueError(f'unknown key "{name}" in "{key}"{where}{hint}')
+    return key
+
+
+def parse_key_list(value: str) -> list[str]:
+    """Validate a comma-separated list of Textual key names; return the normalized keys.
+
+    Raises ``ValueError`` with a plain-English message for anything Textual would not match.
+    """
+    if value == "":
+        raise ValueError('expected comma-separated key names like "ctrl+s,f2", got ""')
+    return [_check_key(key, value) for key in value.split(",")]
+
+
+def _key_list(value: str) -> str:
+    parse_key_list(value)
+    return value
+
+
+def _binding_id(value: str) -> str:
+    if value not in BINDING_IDS:
+        hint = _did_you_mean(value, BINDING_IDS)
+        if not hint:
+            hint = f"; known ids: {', '.join(sorted(BINDING_IDS))}"
+        raise ValueError(f"unknown binding id{hint}")
+    return value
+
+
+BindingId = Annotated[str, AfterValidator(_binding_id)]
+KeyList = Annotated[str, AfterValidator(_key_list)]
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeskConfig(_Section):
+    """``[desk]``: the agent's terminal client."""
+
+    server_url: Annotated[str, AfterValidator(_http_url)] = "http://127.0.0.1:8765"
+    data_dir: str = ""  # "" = platform data dir
+    theme: NonEmptyStr = "textual-dark"
+    bell_on_assignment: bool = True
+
+
+class SyncConfig(_Section):
+    """``[sync]``: how the desk talks to the server."""
+
+    poll_interval: PositiveFloat = 5.0
+    page_size: Annotated[int, _reject_bool("an integer"), Field(ge=1, le=10_000)] = 1000
+    request_timeout: PositiveFloat = 10.0
+
+
+class ServerConfig(_Section):
+    """``[server]``: where the server listens."""
+
+    host: Annotated[str, AfterValidator(_host)] = "127.0.0.1"
+    port: Annotated[int, _reject_bool("an integer"), Field(ge=0, le=65_535)] = 8765
+    public_url: Annotated[str, AfterValidator(_optional_http_url)] = ""  # "" = http://host:port
+    max_body_bytes: Annotated[int, _reject_bool("an integer"), Field(ge=1)] = 1_048_576
+
+
+class DatabaseConfig(_Section):
+    """``[database]``: the server's database."""
+
+    url: Annotated[str, AfterValidator(_database_url)] = ""  # "" = sqlite in the platform data dir
+    echo: bool = False
+
+
+class IdentityConfig(_Section):
+    """``[identity]``: how contacts are recognised across channels."""
+
+    default_region: Annotated[str, AfterValidator(_region)] = "US"
+
+
+SECTION_MODELS: dict[str, type[BaseModel] | None] = {
+    "desk": DeskConfig,
+    "sync": SyncConfig,
+    "keymap": None,  # a table of binding id -> keys, not a model
+    "server": ServerConfig,
+    "database": DatabaseConfig,
+    "identity": IdentityConfig,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Sources: env > file > defaults. The loader hands over the file's data and (optionally) an
+# environment mapping through these context variables, so the one `Settings()` code path
+# validates every source together and pydantic reports every problem at once.
+
+_FILE_DATA: ContextVar[Mapping[str, Any] | None] = ContextVar("agentdesk_config_file_data", default=None)
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("agentdesk_config_environ", default=None)
+
+
+class MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' env source, reading a given mapping instead of ``os.environ``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str] | None = None) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        environ = self._environ
+        if environ is None:
+            environ = _ENVIRON.get()
+        if environ is None:
+            environ = os.environ
+        # Settings are case-insensitive (pydantic-settings' default): match on lower-cased names.
+        return {key.lower(): value for key, value in environ.items()}
+
+
+class FileDataSource(PydanticBaseSettingsSource):
+    """The parsed TOML file's data (set by the loader), passed through unchanged."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        data = _FILE_DATA.get() or {}
+        return data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_DATA.get() or {})
+
+
+# --------------------------------------------------------------------------------------------
+# Settings
+
+
+class Settings(BaseSettings):
+    """All configuration for desk and server. Build it with ``agentdesk.config.load_settings``.
+
+    ``Settings()`` alone gives defaults overridden by ``AGENTDESK_*`` environment variables;
+    keyword arguments (handy in tests) override both.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_NESTED_DELIMITER,
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    desk: DeskConfig = Field(default_factory=DeskConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    keymap: dict[BindingId, KeyList] = Field(default_factory=dict)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    identity: IdentityConfig = Field(default_factory=IdentityConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # No .env files or secrets dirs: the TOML file and the environment are the whole story.
+        return (init_settings, MappingEnvSource(settings_cls), FileDataSource(settings_cls))
+
+    # -- resolved values ---------------------------------------------------------------------
+
+    def keymap_bindings(self) -> list[KeySpec]:
+        """DEFAULT_KEYMAP with ``[keymap]`` overrides applied (only ``keys`` changes), in default order."""
+        return [replace(spec, keys=self.keymap[spec.id]) if spec.id in self.keymap else spec for spec in DEFAULT_KEYMAP]
+
+    def data_dir(self) -> Path:
+        """The desk's data directory (``[desk] data_dir`` or the platform data dir), created if missing."""
+        return paths.data_dir(self.desk.data_dir or None)
+
+    def database_url(self) -> str:
+        """``[database] url``, or ``sqlite:///<platform data dir>/server.sqlite3`` when empty."""
+        return self.database.url or paths.default_server_db_url()
+
+    def public_url(self) -> str:
+        """``[server] public_url``, or ``http://host:port`` when empty (IPv6 hosts bracketed)."""
+        if self.server.public_url:
+            return self.server.public_url
+        host = self.server.host
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{self.server.port}"

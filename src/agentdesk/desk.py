@@ -1,0 +1,64 @@
+"""Opening the desk: find the account and its cache, start the sync engine, run the TUI."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agentdesk.config import Settings
+
+KEYRING_SERVICE = "agentdesk"
+
+
+class DeskError(Exception):
+    """Why the desk cannot open, in words for the agent."""
+
+
+def find_token(server_url: str) -> str:
+    """AGENTDESK_TOKEN wins; otherwise the token `agentdesk login` stored in the keyring."""
+    if token := os.environ.get("AGENTDESK_TOKEN", "").strip():
+        return token
+    try:
+        import keyring
+        import keyring.errors
+
+        token = keyring.get_password(KEYRING_SERVICE, server_url)
+    except Exception as exc:  # any backend failure: no keyring daemon, locked store…
+        raise DeskError(
+            f"No API token: AGENTDESK_TOKEN is not set and the keyring could not be read ({exc}). "
+            "Set AGENTDESK_TOKEN to the token your admin issued."
+        ) from exc
+    if not token:
+        raise DeskError(
+            f"No API token for {server_url}: set AGENTDESK_TOKEN to the token your admin issued "
+            "(agentdesk admin token issue EMAIL)."
+        )
+    return token
+
+
+def run_desk(settings: Settings, server_url: str, token: str, data_dir: Path) -> None:
+    from agentdesk.store.cache import Cache
+    from agentdesk.sync.account import NoAccount, resolve_account
+    from agentdesk.sync.client import AuthRejected, SyncClient
+    from agentdesk.sync.engine import SyncEngine
+    from agentdesk.tui.app import AgentDesk
+
+    client = SyncClient(server_url, token, timeout=settings.sync.request_timeout)
+    try:
+        account, me = resolve_account(server_url, token, data_dir, client)
+    except (NoAccount, AuthRejected) as exc:
+        client.close()
+        raise DeskError(str(exc)) from exc
+    cache = Cache(account.cache_path)
+    if me is not None:
+        cache.set_identity(me)
+    identity = cache.identity()
+    cache.close()
+    if identity is None:
+        raise DeskError(f"The cache at {account.cache_path} has no agent identity; connect to the server once.")
+    engine = SyncEngine(
+        account.cache_path, client, page_size=settings.sync.page_size, poll_interval=settings.sync.poll_interval
+    )
+    AgentDesk(
+        account.cache_path, identity, engine=engine, keymap=settings.keymap, theme=settings.desk.theme
+    ).run()

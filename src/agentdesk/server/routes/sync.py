@@ -1,0 +1,129 @@
+"""Sync API (DESIGN §5): bootstrap pages, pull of the change log, push of intent mutations."""
+
+from __future__ import annotations
+
+import base64
+from functools import partial
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter, HTTPException, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentdesk.server.auth import visible
+from agentdesk.server.db import session as open_session
+from agentdesk.server.deps import CallerDep, SessionDep
+from agentdesk.server.models import Change, Conversation, Customer, Identity, Interaction
+from agentdesk.server.mutations import MutationIn, MutationResult, apply
+from agentdesk.server.wire import ENTITIES, columns, wire_value
+
+router = APIRouter(prefix="/api/v1/sync", tags=["sync"])
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        version, seq = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split(":")
+        if version != "v1":
+            raise ValueError(version)
+        return int(seq)
+    except ValueError as exc:
+        raise HTTPException(400, "Malformed sync cursor; bootstrap again.") from exc
+
+
+def _max_seq(session: SessionDep) -> int:
+    return session.execute(sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))).scalar_one()
+
+
+def _visible_filter(entity: str, teams: list[str]) -> sa.ColumnElement[bool] | None:
+    """Which rows of `entity` the caller may see (None: all of them)."""
+    team_conversations = sa.select(Conversation.id).where(Conversation.team_id.in_(teams))  # type: ignore[attr-defined]
+    team_customers = sa.select(Conversation.customer_id).where(Conversation.team_id.in_(teams))  # type: ignore[attr-defined]
+    return {
+        "customers": Customer.id.in_(team_customers),  # type: ignore[attr-defined]
+        "identities": Identity.customer_id.in_(team_customers),  # type: ignore[attr-defined]
+        "conversations": Conversation.team_id.in_(teams),  # type: ignore[attr-defined]
+        "interactions": Interaction.conversation_id.in_(team_conversations),  # type: ignore[attr-defined]
+    }.get(entity)
+
+
+class BootstrapPage(BaseModel):
+    entity: str
+    columns: list[str]
+    rows: list[list[Any]]
+    next_after: str | None
+    cursor: str  # where pull starts once the bootstrap is complete
+
+
+@router.get("/bootstrap")
+def bootstrap(
+    caller: CallerDep,
+    session: SessionDep,
+    entity: str = Query(description="one of: " + ", ".join(ENTITIES)),
+    after: str = "",
+    limit: int = Query(5000, ge=1, le=20000),
+) -> BootstrapPage:
+    """One key-ordered page of an entity the caller may see, as compact tuples."""
+    if entity not in ENTITIES:
+        raise HTTPException(404, f"Unknown entity {entity!r}.")
+    seq = _max_seq(session)  # read before the rows: pull from here re-applies anything newer
+    table = ENTITIES[entity].__table__  # type: ignore[attr-defined]
+    names = columns(entity)
+    query = sa.select(*(table.c[name] for name in names)).where(table.c.id > after).order_by(table.c.id).limit(limit)
+    where = _visible_filter(entity, caller.teams)
+    if where is not None:
+        query = query.where(where)
+    rows = [[wire_value(v) for v in row] for row in session.execute(query)]
+    next_after = rows[-1][names.index("id")] if len(rows) == limit else None
+    return BootstrapPage(entity=entity, columns=names, rows=rows, next_after=next_after, cursor=encode_cursor(seq))
+
+
+class ChangeOut(BaseModel):
+    seq: int
+    entity: str
+    id: str
+    op: str
+    data: dict[str, Any] | None
+
+
+class PullPage(BaseModel):
+    changes: list[ChangeOut]
+    cursor: str
+    has_more: bool
+
+
+@router.get("/pull")
+def pull(caller: CallerDep, session: SessionDep, cursor: str = "", limit: int = Query(1000, ge=1, le=10000)) -> PullPage:
+    """Changes after `cursor` that the caller may see, oldest first."""
+    after = decode_cursor(cursor)
+    rows = session.execute(
+        sa.select(Change)
+        .where(Change.seq > after, visible(Change.team_id, caller.teams))  # type: ignore[operator]
+        .order_by(Change.seq)  # type: ignore[arg-type]
+        .limit(limit + 1)
+    ).scalars().all()
+    page = rows[:limit]
+    last = page[-1].seq if page else max(after, 0)
+    changes = [ChangeOut(seq=c.seq, entity=c.entity, id=c.entity_id, op=c.op, data=c.data) for c in page]
+    return PullPage(changes=changes, cursor=encode_cursor(last), has_more=len(rows) > limit)
+
+
+class PushIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    mutations: list[MutationIn] = Field(max_length=500)
+
+
+class PushOut(BaseModel):
+    results: list[MutationResult]
+
+
+@router.post("/push")
+def push(caller: CallerDep, request: Request, body: PushIn) -> PushOut:
+    """Apply mutations in order, each in its own transaction, each at most once."""
+    factory = partial(open_session, request.app.state.engine)
+    return PushOut(results=[apply(factory, caller.agent, caller.teams, m) for m in body.mutations])

@@ -1,0 +1,301 @@
+"""The local SQLite cache the desk reads from (raw sqlite3: it is on every hot path).
+
+One `Cache` per thread: the TUI reads through its own, the sync worker writes through another; WAL lets
+them work side by side. Local writes use BEGIN IMMEDIATE so a writer never deadlocks on upgrade.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agentdesk.domain.clock import to_iso, utcnow
+from agentdesk.store.schema import INDEXES, LOCAL_TABLES, MIRROR_TABLES, SCHEMA_VERSION, mirror_ddl
+
+OPEN_STATUSES = ("open", "pending")
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    id: str
+    channel: str
+    status: str
+    priority: str
+    customer_id: str
+    customer_name: str
+    preview: str
+    last_message_at: str
+    sla_due: str | None
+    assignee_id: str | None
+
+
+@dataclass(frozen=True)
+class TimelineItem:
+    id: str
+    conversation_id: str
+    channel: str
+    direction: str
+    author_name: str | None
+    text: str
+    subject: str | None
+    meta: dict[str, Any]
+    delivery_status: str | None
+    occurred_at: str
+    outbox_state: str | None  # queued | sending | failed while the item waits in the outbox
+
+
+@dataclass(frozen=True)
+class Identity:
+    agent_id: str
+    agent_name: str
+    team_ids: tuple[str, ...]
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    """executescript() would COMMIT the open transaction; run the statements inside it instead."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _db_value(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, (list, dict)) else value
+
+
+class Cache:
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA busy_timeout=10000")
+        if self.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            with self.write() as db:
+                _run_script(db, mirror_ddl() + LOCAL_TABLES)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One local transaction, taken as a writer from the start."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- sync state -------------------------------------------------------------------------------
+
+    def state(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def set_state(self, key: str, value: str | None, db: sqlite3.Connection | None = None) -> None:
+        (db or self.db).execute("INSERT OR REPLACE INTO sync_state (key, value) VALUES (?, ?)", (key, value))
+
+    def identity(self) -> Identity | None:
+        raw = self.state("me")
+        if raw is None:
+            return None
+        me = json.loads(raw)
+        return Identity(me["id"], me["name"], tuple(me["team_ids"]))
+
+    def set_identity(self, me: dict[str, Any]) -> None:
+        with self.write() as db:
+            self.set_state("me", json.dumps({k: me[k] for k in ("id", "name", "team_ids")}), db)
+
+    # --- applying server data ---------------------------------------------------------------------
+
+    def upsert_rows(self, db: sqlite3.Connection, entity: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        local = MIRROR_TABLES[entity]
+        keep = [i for i, name in enumerate(columns) if name in local]
+        names = ", ".join(columns[i] for i in keep)
+        marks = ", ".join("?" for _ in keep)
+        db.executemany(
+            f"INSERT OR REPLACE INTO {entity} ({names}) VALUES ({marks})",
+            ([_db_value(row[i]) for i in keep] for row in rows),
+        )
+
+    def apply_bootstrap_page(self, entity: str, columns: Sequence[str], rows: list[list[Any]], next_after: str | None) -> None:
+        """Load a page and record how far this entity got, together, so a bootstrap can resume."""
+        with self.write() as db:
+            self.upsert_rows(db, entity, columns, rows)
+            self.set_state(f"bootstrap.{entity}", "done" if next_after is None else f"after:{next_after}", db)
+
+    def finish_bootstrap(self, cursor: str) -> None:
+        with self.write() as db:
+            _run_script(db, INDEXES)
+            self.set_state("cursor", cursor, db)
+            self.set_state("bootstrapped", "1", db)
+
+    def apply_changes(self, changes: list[dict[str, Any]], cursor: str) -> int:
+        """Apply a pull page and advance the cursor in one transaction."""
+        with self.write() as db:
+            for change in changes:
+                entity = change["entity"]
+                if entity not in MIRROR_TABLES:
+                    continue
+                if change["op"] == "delete":
+                    db.execute(f"DELETE FROM {entity} WHERE id = ?", (change["id"],))
+                else:
+                    data = change["data"]
+                    self.upsert_rows(db, entity, list(data), [list(data.values())])
+            self.set_state("cursor", cursor, db)
+        return len(changes)
+
+    # --- the desk's reads -------------------------------------------------------------------------
+
+    def _queue_where(self, me: Identity) -> tuple[str, list[Any]]:
+        teams = ", ".join("?" for _ in me.team_ids) or "NULL"
+        return (
+            f"c.status IN ('open', 'pending') AND (c.assignee_id = ? OR (c.assignee_id IS NULL AND c.team_id IN ({teams})))",
+            [me.agent_id, *me.team_ids],
+        )
+
+    def queue_count(self, me: Identity) -> int:
+        where, params = self._queue_where(me)
+        return self.db.execute(f"SELECT count(*) FROM conversations c WHERE {where}", params).fetchone()[0]
+
+    def queue(self, me: Identity, offset: int = 0, limit: int = 100) -> list[QueueRow]:
+        """This agent's queue (mine and unassigned in my teams), most urgent SLA first."""
+        where, params = self._queue_where(me)
+        rows = self.db.execute(
+            f"""
+            SELECT c.id, c.channel, c.status, c.priority, c.customer_id, coalesce(cu.display_name, '?'),
+                   (SELECT i.text FROM interactions i WHERE i.conversation_id = c.id
+                     ORDER BY i.occurred_at DESC LIMIT 1),
+                   c.last_message_at, c.sla_due, c.assignee_id
+            FROM conversations c LEFT JOIN customers cu ON cu.id = c.customer_id
+            WHERE {where}
+            ORDER BY c.sla_due IS NULL, c.sla_due, c.last_message_at DESC
+            LIMIT ? OFFSET ?
+            """,
+            [*params, limit, offset],
+        ).fetchall()
+        return [QueueRow(*row[:6], row[6] or "", *row[7:]) for row in rows]
+
+    def conversation(self, conversation_id: str) -> dict[str, Any] | None:
+        cur = self.db.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
+    def customer(self, customer_id: str) -> dict[str, Any] | None:
+        cur = self.db.execute("SELECT * FROM customers WHERE id = ?", (customer_id,))
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
+    def customer_channels(self, customer_id: str) -> list[str]:
+        """Channels the customer can be answered on: the identities they have and the channels they used."""
+        kinds = {k for (k,) in self.db.execute("SELECT kind FROM identities WHERE customer_id = ?", (customer_id,))}
+        used = {c for (c,) in self.db.execute("SELECT DISTINCT channel FROM conversations WHERE customer_id = ?", (customer_id,))}
+        channels = used | ({"sms", "phone"} if "phone" in kinds else set()) | (kinds & {"email", "chat", "whatsapp"})
+        order = ("email", "sms", "whatsapp", "chat", "phone")
+        return [c for c in order if c in channels]
+
+    def timeline(self, customer_id: str) -> list[TimelineItem]:
+        """Every interaction of the customer, across all conversations and channels, oldest first."""
+        rows = self.db.execute(
+            """
+            SELECT i.id, i.conversation_id, i.channel, i.direction, a.name, i.text, i.subject, i.meta,
+                   i.delivery_status, i.occurred_at, o.state
+            FROM interactions i
+            LEFT JOIN agents a ON a.id = i.author_id
+            LEFT JOIN outbox o ON o.entity_id = i.id
+            WHERE i.customer_id = ?
+            ORDER BY i.occurred_at, i.id
+            """,
+            (customer_id,),
+        ).fetchall()
+        return [TimelineItem(*r[:7], json.loads(r[7]) if r[7] else {}, *r[8:]) for r in rows]
+
+    # --- local actions: optimistic change + outbox row, in one transaction ------------------------
+
+    def queue_interaction(
+        self, me: Identity, conversation_id: str, channel: str, text: str, *, note: bool = False, subject: str | None = None
+    ) -> str:
+        conversation = self.conversation(conversation_id)
+        if conversation is None:
+            raise LookupError(f"No conversation {conversation_id} in the cache.")
+        interaction_id = uuid.uuid4().hex
+        now = to_iso(utcnow())
+        args = {"conversation_id": conversation_id, "interaction_id": interaction_id, "channel": channel, "text": text}
+        if subject:
+            args["subject"] = subject
+        with self.write() as db:
+            db.execute(
+                "INSERT INTO interactions (id, conversation_id, customer_id, channel, direction, author_id, text,"
+                " subject, meta, delivery_status, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{}', ?, ?)",
+                (
+                    interaction_id, conversation_id, conversation["customer_id"], channel,
+                    "note" if note else "outbound", me.agent_id, text, subject, None if note else "queued", now,
+                ),
+            )
+            db.execute(
+                "INSERT INTO outbox (mutation_id, kind, args, entity_id, created_at) VALUES (?, ?, ?, ?, ?)",
+                (uuid.uuid4().hex, "note" if note else "reply", json.dumps(args), interaction_id, now),
+            )
+            db.execute("DELETE FROM drafts WHERE conversation_id = ? AND channel = ?", (conversation_id, channel))
+        return interaction_id
+
+    # --- outbox -----------------------------------------------------------------------------------
+
+    def outbox(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.db.execute(
+            "SELECT seq, mutation_id, kind, args, entity_id, state, attempts FROM outbox ORDER BY seq LIMIT ?", (limit,)
+        ).fetchall()
+        keys = ("seq", "mutation_id", "kind", "args", "entity_id", "state", "attempts")
+        return [dict(zip(keys, r, strict=True)) | {"args": json.loads(r[3])} for r in rows]
+
+    def outbox_count(self) -> int:
+        return self.db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+
+    def mark_sending(self, mutation_ids: list[str]) -> None:
+        with self.write() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'sending', attempts = attempts + 1 WHERE mutation_id = ?",
+                [(m,) for m in mutation_ids],
+            )
+
+    def mark_failed(self, mutation_ids: list[str], error: str) -> None:
+        """The push did not get an answer: the items wait to be retried, as queued."""
+        with self.write() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'queued', last_error = ? WHERE mutation_id = ?",
+                [(error, m) for m in mutation_ids],
+            )
+
+    def settle(self, mutation_id: str, status: str, reason: str | None) -> None:
+        """The server answered: drop the outbox row; a rejection also rolls its optimistic row back."""
+        with self.write() as db:
+            row = db.execute("SELECT entity_id FROM outbox WHERE mutation_id = ?", (mutation_id,)).fetchone()
+            if row is None:
+                return
+            db.execute("DELETE FROM outbox WHERE mutation_id = ?", (mutation_id,))
+            if status == "rejected":
+                db.execute("DELETE FROM interactions WHERE id = ?", (row[0],))
+                db.execute(
+                    "INSERT INTO notices (text, created_at) VALUES (?, ?)",
+                    (f"Not sent: {reason or 'the server refused it'}", to_iso(utcnow())),
+                )
+            else:
+                db.execute(
+                    "UPDATE interactions SET delivery_status = 'sent' WHERE id = ? AND delivery_status = 'queued'",
+                    (row[0],),
+                )
+
+    def take_notices(self) -> list[str]:
+        with self.write() as db:
+            rows = db.execute("SELECT id, text FROM notices ORDER BY id").fetchall()
+            db.execute("DELETE FROM notices")
+        return [text for _, text in rows]

@@ -1,0 +1,68 @@
+"""The client cache's schema: a mirror of what the agent may see, plus outbox, drafts and sync state.
+
+Mirror tables keep the server's wire column names, so a bootstrap page or a change applies by name.
+Indexes are built after the bootstrap load (DESIGN §7), hence kept apart.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+MIRROR_TABLES: dict[str, tuple[str, ...]] = {
+    "teams": ("id", "name"),
+    "agents": ("id", "name", "email", "role", "created_at"),
+    "agent_teams": ("id", "agent_id", "team_id"),
+    "customers": (
+        "id", "display_name", "first_name", "tags", "notes", "language", "merged_into", "created_at", "updated_at",
+    ),
+    "identities": ("id", "customer_id", "kind", "address"),
+    "conversations": (
+        "id", "customer_id", "channel", "status", "priority", "assignee_id", "team_id", "subject", "sla_due",
+        "snooze_until", "created_at", "updated_at", "last_message_at", "version",
+    ),
+    "interactions": (
+        "id", "conversation_id", "customer_id", "channel", "direction", "author_id", "text", "subject", "meta",
+        "delivery_status", "occurred_at",
+    ),
+}
+
+LOCAL_TABLES = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    mutation_id TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    args TEXT NOT NULL,             -- JSON
+    entity_id TEXT,                 -- the optimistic row this mutation created, rolled back on rejection
+    state TEXT NOT NULL DEFAULT 'queued',  -- queued | sending | failed
+    attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS drafts (
+    conversation_id TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    text TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, channel)
+);
+CREATE TABLE IF NOT EXISTS sync_state (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS notices (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    text TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+INDEXES = """
+CREATE INDEX IF NOT EXISTS conversations_queue ON conversations (status, assignee_id, sla_due);
+CREATE INDEX IF NOT EXISTS interactions_conversation ON interactions (conversation_id, occurred_at);
+CREATE INDEX IF NOT EXISTS interactions_customer ON interactions (customer_id, occurred_at);
+CREATE INDEX IF NOT EXISTS identities_customer ON identities (customer_id);
+"""
+
+
+def mirror_ddl() -> str:
+    return "\n".join(
+        f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(c + (' TEXT PRIMARY KEY' if c == 'id' else '') for c in cols)});"
+        for table, cols in MIRROR_TABLES.items()
+    )

@@ -1,0 +1,50 @@
+"""The HTTP side of sync: one thin client over the server's sync API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+
+class ServerUnavailable(Exception):
+    """The server could not be reached or did not answer sensibly; the desk keeps working offline."""
+
+
+class AuthRejected(Exception):
+    """The server refused the token."""
+
+
+class SyncClient:
+    def __init__(self, server_url: str, token: str, timeout: float = 10.0) -> None:
+        self.http = httpx.Client(
+            base_url=server_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}", "User-Agent": "agentdesk"},
+            timeout=timeout,
+        )
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise ServerUnavailable(f"{self.http.base_url} unreachable ({type(exc).__name__})") from exc
+        if response.status_code == 401:
+            raise AuthRejected("The server refused the API token (401). Check AGENTDESK_TOKEN or run `agentdesk login`.")
+        if response.status_code >= 400:
+            raise ServerUnavailable(f"{method} {path} answered {response.status_code}: {response.text[:200]}")
+        return response.json()
+
+    def me(self) -> dict[str, Any]:
+        return self._call("GET", "/api/v1/me")
+
+    def bootstrap_page(self, entity: str, after: str, limit: int) -> dict[str, Any]:
+        return self._call("GET", "/api/v1/sync/bootstrap", params={"entity": entity, "after": after, "limit": limit})
+
+    def pull(self, cursor: str, limit: int) -> dict[str, Any]:
+        return self._call("GET", "/api/v1/sync/pull", params={"cursor": cursor, "limit": limit})
+
+    def push(self, mutations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return self._call("POST", "/api/v1/sync/push", json={"mutations": mutations})["results"]

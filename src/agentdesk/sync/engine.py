@@ -1,0 +1,141 @@
+"""The client sync engine: bootstrap, push the outbox, pull changes — in a background thread.
+
+The desk never waits on it: the desk writes to the cache and calls `wake()`; the engine reports what it
+did through `on_status`, which the TUI turns into a repaint.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from agentdesk.domain.clock import utcnow
+from agentdesk.store.cache import Cache
+from agentdesk.store.schema import MIRROR_TABLES
+from agentdesk.sync.client import AuthRejected, ServerUnavailable, SyncClient
+
+
+@dataclass
+class SyncStatus:
+    online: bool = False
+    outbox: int = 0
+    last_sync: datetime | None = None
+    changed: bool = False  # the cache holds new data since the last status
+    bootstrapping: str | None = None  # "interactions 5,000" while the first load runs
+    error: str | None = None
+    notices: list[str] = field(default_factory=list)
+
+
+class SyncEngine:
+    def __init__(
+        self,
+        cache_path: Path,
+        client: SyncClient,
+        *,
+        page_size: int = 1000,
+        poll_interval: float = 5.0,
+        on_status: Callable[[SyncStatus], None] = lambda status: None,
+    ) -> None:
+        self.cache_path = cache_path
+        self.client = client
+        self.page_size = page_size
+        self.poll_interval = poll_interval
+        self.on_status = on_status
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self.status = SyncStatus()
+
+    def wake(self) -> None:
+        """Something local changed (or the agent asked): sync now rather than at the next tick."""
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Sync until stopped, backing off (with jitter) while the server is away."""
+        cache = Cache(self.cache_path)
+        failures = 0
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.sync_once(cache)
+                    failures = 0
+                except (ServerUnavailable, AuthRejected) as exc:
+                    failures += 1
+                    self._report(cache, online=False, error=str(exc))
+                delay = self.poll_interval if failures == 0 else min(60.0, 2 ** min(failures, 6)) * random.uniform(0.5, 1)
+                self._wake.wait(delay)
+                self._wake.clear()
+        finally:
+            cache.close()
+            self.client.close()
+
+    def sync_once(self, cache: Cache) -> None:
+        changed = False
+        if cache.state("bootstrapped") != "1":
+            self.bootstrap(cache)
+            changed = True
+        changed |= self.push(cache)
+        changed |= self.pull(cache)
+        self._report(cache, online=True, changed=changed, last_sync=utcnow())
+
+    def bootstrap(self, cache: Cache) -> None:
+        """Load every entity in pages; each page commits with its progress, so a restart resumes."""
+        cursor = cache.state("bootstrap.cursor")
+        for entity in MIRROR_TABLES:
+            progress = cache.state(f"bootstrap.{entity}", "after:")
+            loaded = 0
+            while progress != "done":
+                page = self.client.bootstrap_page(entity, progress.removeprefix("after:"), self.page_size)
+                if cursor is None:  # the first page's cursor: pull from there re-applies anything newer
+                    cursor = page["cursor"]
+                    cache.set_state("bootstrap.cursor", cursor)
+                cache.apply_bootstrap_page(entity, page["columns"], page["rows"], page["next_after"])
+                loaded += len(page["rows"])
+                progress = "done" if page["next_after"] is None else f"after:{page['next_after']}"
+                self._report(cache, online=True, bootstrapping=f"{entity} {loaded:,}")
+        cache.finish_bootstrap(cursor or "")
+
+    def push(self, cache: Cache) -> bool:
+        """Send the outbox in order; each answer settles its row (a rejection rolls back)."""
+        pending = cache.outbox()
+        if not pending:
+            return False
+        ids = [item["mutation_id"] for item in pending]
+        cache.mark_sending(ids)
+        self._report(cache, online=True, changed=True)
+        try:
+            results = self.client.push([{"id": i["mutation_id"], "kind": i["kind"], "args": i["args"]} for i in pending])
+        except (ServerUnavailable, AuthRejected) as exc:
+            cache.mark_failed(ids, str(exc))
+            raise
+        for result in results:
+            cache.settle(result["id"], result["status"], result.get("reason"))
+        return True
+
+    def pull(self, cache: Cache) -> bool:
+        applied = 0
+        while True:
+            page = self.client.pull(cache.state("cursor") or "", self.page_size)
+            applied += cache.apply_changes(page["changes"], page["cursor"])
+            if not page["has_more"]:
+                return applied > 0
+
+    def _report(self, cache: Cache, **changes: object) -> None:
+        status = SyncStatus(
+            online=bool(changes.get("online", self.status.online)),
+            outbox=cache.outbox_count(),
+            last_sync=changes.get("last_sync", self.status.last_sync),  # type: ignore[arg-type]
+            changed=bool(changes.get("changed", False)),
+            bootstrapping=changes.get("bootstrapping"),  # type: ignore[arg-type]
+            error=changes.get("error"),  # type: ignore[arg-type]
+            notices=cache.take_notices(),
+        )
+        self.status = status
+        self.on_status(status)

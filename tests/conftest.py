@@ -1,0 +1,110 @@
+"""Shared fixtures: a real server on a loopback port over a real database, and a small two-team world."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from sqlmodel import select
+
+from agentdesk.domain.clock import utcnow
+from agentdesk.server.admin import add_agent, add_team
+from agentdesk.server.app import create_app
+from agentdesk.server.auth import issue_token, new_id
+from agentdesk.server.db import make_engine, session
+from agentdesk.server.models import Conversation, Customer, Identity, Interaction
+from agentdesk.server.run import bind
+
+
+@dataclass
+class World:
+    """Two teams, an agent in each, customers and conversations on both sides."""
+
+    tokens: dict[str, str] = field(default_factory=dict)  # agent email -> token
+    agents: dict[str, str] = field(default_factory=dict)  # agent email -> id
+    teams: dict[str, str] = field(default_factory=dict)  # team name -> id
+    conversations: dict[str, str] = field(default_factory=dict)  # label -> id
+    customers: dict[str, str] = field(default_factory=dict)  # label -> id
+
+
+@dataclass
+class LiveServer:
+    url: str
+    engine: sa.Engine
+    world: World
+
+    def interactions(self, text: str) -> list[Interaction]:
+        with session(self.engine) as db:
+            return list(db.exec(select(Interaction).where(Interaction.text == text)))
+
+
+def build_world(engine: sa.Engine, hostile: list[str] | None = None) -> World:
+    world = World()
+    now = utcnow()
+    with session(engine) as db:
+        for team in ("Billing", "Support"):
+            world.teams[team] = add_team(db, team).id
+        for name, email, team in (("Alice Ward", "alice@example.com", "Billing"), ("Bob Stone", "bob@example.com", "Support")):
+            agent = add_agent(db, name, email, team)
+            world.agents[email] = agent.id
+            world.tokens[email] = issue_token(db, agent)
+        db.commit()
+        people = [("maria", "María López"), ("ken", "Ken Adams")] + [(f"hostile{i}", h) for i, h in enumerate(hostile or [])]
+        for index, (label, name) in enumerate(people):
+            customer = Customer(id=new_id(), display_name=name, first_name=name.split()[0] if name.split() else "")
+            db.add(customer)
+            db.add(Identity(id=new_id(), customer_id=customer.id, kind="email", address=f"{label}@customer.test"))
+            db.add(Identity(id=new_id(), customer_id=customer.id, kind="phone", address=f"+1415555{index:04d}"))
+            world.customers[label] = customer.id
+            db.flush()  # no ORM relationships, so parents are flushed before children by hand
+            team = "Support" if label == "ken" else "Billing"
+            for channel, offset in (("email", 120), ("sms", 30)):
+                conversation = Conversation(
+                    id=new_id(), customer_id=customer.id, channel=channel, team_id=world.teams[team],
+                    subject=name if label.startswith("hostile") else f"{channel} about the invoice",
+                    sla_due=now + timedelta(minutes=offset - 60), last_message_at=now - timedelta(minutes=offset),
+                )
+                db.add(conversation)
+                world.conversations[f"{label}-{channel}"] = conversation.id
+                db.add(Interaction(
+                    id=new_id(), conversation_id=conversation.id, customer_id=customer.id, channel=channel,
+                    direction="inbound", text=name if label.startswith("hostile") else f"Hello from {name} by {channel}",
+                    occurred_at=now - timedelta(minutes=offset),
+                ))
+        db.commit()
+    return world
+
+
+def start_server(engine: sa.Engine, world: World) -> tuple[LiveServer, uvicorn.Server, threading.Thread]:
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "server did not start"
+        time.sleep(0.02)
+    return LiveServer(f"http://127.0.0.1:{sock.getsockname()[1]}", engine, world), server, thread
+
+
+@pytest.fixture
+def db_engine(tmp_path: Path) -> sa.Engine:
+    engine = make_engine(f"sqlite:///{tmp_path / 'server.sqlite3'}")
+    create_app(engine)  # creates the schema
+    return engine
+
+
+@pytest.fixture
+def live_server(db_engine: sa.Engine, request: pytest.FixtureRequest):
+    hostile = getattr(request, "param", None)
+    world = build_world(db_engine, hostile)
+    live, server, thread = start_server(db_engine, world)
+    yield live
+    server.should_exit = True
+    thread.join(timeout=10)

@@ -1,0 +1,90 @@
+"""The sync API against a real server on a loopback port."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+
+def client(live, email: str = "alice@example.com") -> httpx.Client:
+    return httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {live.world.tokens[email]}"})
+
+
+def reply(conversation_id: str, text: str = "Thanks, refunded.") -> dict:
+    return {
+        "id": uuid.uuid4().hex,
+        "kind": "reply",
+        "args": {"conversation_id": conversation_id, "interaction_id": uuid.uuid4().hex, "channel": "email", "text": text},
+    }
+
+
+def test_health_and_openapi_are_public(live_server):
+    assert httpx.get(f"{live_server.url}/healthz").json() == {"status": "ok"}
+    spec = httpx.get(f"{live_server.url}/openapi.json").json()
+    assert "/api/v1/sync/pull" in spec["paths"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic abc"}])
+def test_api_needs_a_valid_bearer_token(live_server, headers):
+    response = httpx.get(f"{live_server.url}/api/v1/sync/pull", headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_me_names_the_agent_and_teams(live_server):
+    me = client(live_server).get("/api/v1/me").json()
+    assert me["email"] == "alice@example.com"
+    assert me["team_ids"] == [live_server.world.teams["Billing"]]
+
+
+def test_bootstrap_pages_only_what_the_agent_may_see(live_server):
+    with client(live_server) as http:
+        rows, after = [], ""
+        while after is not None:
+            page = http.get("/api/v1/sync/bootstrap", params={"entity": "conversations", "after": after, "limit": 1}).json()
+            rows += [dict(zip(page["columns"], row)) for row in page["rows"]]
+            after = page["next_after"]
+    ids = {row["id"] for row in rows}
+    world = live_server.world
+    assert world.conversations["maria-email"] in ids
+    assert world.conversations["ken-email"] not in ids  # Support's, Alice is in Billing
+    assert len(ids) == len(rows) == 2
+
+
+def test_push_applies_once_and_pull_returns_it(live_server):
+    mutation = reply(live_server.world.conversations["maria-email"], "Refund issued today.")
+    with client(live_server) as http:
+        first = http.post("/api/v1/sync/push", json={"mutations": [mutation]}).json()["results"]
+        second = http.post("/api/v1/sync/push", json={"mutations": [mutation]}).json()["results"]
+        changes = http.get("/api/v1/sync/pull").json()["changes"]
+    assert first[0]["status"] == "applied"
+    assert second[0]["status"] == "duplicate"
+    assert len(live_server.interactions("Refund issued today.")) == 1
+    mine = [c for c in changes if c["entity"] == "interactions" and c["data"]["text"] == "Refund issued today."]
+    assert len(mine) == 1 and mine[0]["data"]["delivery_status"] == "sent"
+
+
+def test_pull_hides_other_teams_changes(live_server):
+    with client(live_server, "bob@example.com") as bob:
+        result = bob.post("/api/v1/sync/push", json={"mutations": [reply(live_server.world.conversations["ken-email"], "Bob's")]})
+        assert result.json()["results"][0]["status"] == "applied"
+    with client(live_server) as alice:
+        changes = alice.get("/api/v1/sync/pull").json()["changes"]
+    assert not [c for c in changes if c["entity"] == "interactions" and c["data"]["text"] == "Bob's"]
+
+
+def test_reply_to_an_invisible_conversation_is_rejected_with_a_reason(live_server):
+    with client(live_server) as alice:
+        result = alice.post("/api/v1/sync/push", json={"mutations": [reply(live_server.world.conversations["ken-email"])]})
+    assert result.json()["results"][0]["status"] == "rejected"
+    assert "not visible" in result.json()["results"][0]["reason"]
+
+
+def test_push_refuses_unknown_fields_and_bad_cursors(live_server):
+    with client(live_server) as http:
+        bad = http.post("/api/v1/sync/push", json={"mutations": [], "role": "admin"})
+        cursor = http.get("/api/v1/sync/pull", params={"cursor": "garbage!"})
+    assert bad.status_code == 422
+    assert cursor.status_code == 400
