@@ -20,9 +20,11 @@ class CommandError(Exception):
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202 - Settings is imported lazily
     from agentdesk.config import ConfigError, load_settings
+    from agentdesk.paths import config_file
 
+    default = config_file()
     try:
-        return load_settings(args.config)
+        return load_settings(args.config or (default if default.exists() else None))
     except ConfigError as exc:
         raise CommandError(str(exc), 2) from exc
 

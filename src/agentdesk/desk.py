@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from agentdesk.config import Settings
+
+if TYPE_CHECKING:
+    from agentdesk.tui.app import AgentDesk
 
 KEYRING_SERVICE = "agentdesk"
 
@@ -36,7 +41,8 @@ def find_token(server_url: str) -> str:
     return token
 
 
-def run_desk(settings: Settings, server_url: str, token: str, data_dir: Path) -> None:
+def build_desk(settings: Settings, server_url: str, token: str, data_dir: Path) -> AgentDesk:
+    """The desk app for this server and token, with its sync engine, ready to run."""
     from agentdesk.store.cache import Cache
     from agentdesk.sync.account import NoAccount, resolve_account
     from agentdesk.sync.client import AuthRejected, SyncClient
@@ -55,10 +61,14 @@ def run_desk(settings: Settings, server_url: str, token: str, data_dir: Path) ->
     identity = cache.identity()
     cache.close()
     if identity is None:
-        raise DeskError(f"The cache at {account.cache_path} has no agent identity; connect to the server once.")
+        client.close()
+        raise DeskError(f"The cache at {account.cache_path} has no agent identity yet; connect to the server once.")
     engine = SyncEngine(
         account.cache_path, client, page_size=settings.sync.page_size, poll_interval=settings.sync.poll_interval
     )
-    AgentDesk(
-        account.cache_path, identity, engine=engine, keymap=settings.keymap, theme=settings.desk.theme
-    ).run()
+    keymap = {spec.id: spec.keys for spec in settings.keymap_bindings()}
+    return AgentDesk(account.cache_path, identity, engine=engine, keymap=keymap, theme=settings.desk.theme)
+
+
+def run_desk(settings: Settings, server_url: str, token: str, data_dir: Path) -> None:
+    build_desk(settings, server_url, token, data_dir).run()

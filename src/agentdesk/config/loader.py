@@ -141,11 +141,18 @@ def _load(path: Path | str | None, environ: Mapping[str, str]) -> Settings:
         data, text = _read(Path(path), label)
 
     problems: list[Problem] = []
-    try:
-        env_data = MappingEnvSource(Settings, environ)()
-    except SettingsError as exc:
-        problems.append(_env_parse_problem(exc, environ))
-        environ, env_data = {}, {}  # still report the file's own problems
+    while True:
+        try:
+            env_data = MappingEnvSource(Settings, environ)()
+            break
+        except SettingsError as exc:
+            # A section variable that is not JSON: report it, drop it, and carry on with the rest.
+            problem = _env_parse_problem(exc, environ)
+            problems.append(problem)
+            if problem.source not in environ:
+                environ, env_data = {}, {}
+                break
+            environ = {name: value for name, value in environ.items() if name != problem.source}
 
     file_token = models._FILE_DATA.set(data)
     env_token = models._ENVIRON.set(environ)
@@ -196,7 +203,7 @@ def _problem(
     is_key = bool(loc) and loc[-1] == "[key]"
     path = tuple(part for part in loc if part != "[key]")
     # The environment overrides the file, so a value present in both came from the environment,
-    # unless it is a whole table both contributed to (e.g. a keymap conflict): blame the file then.
+    # unless the error is about a whole table both contributed to: blame the file then.
     from_env = bool(path) and _has_path(env_data, path)
     if from_env and _has_path(data, path) and isinstance(_get_path(env_data, path), Mapping):
         from_env = False
@@ -206,9 +213,9 @@ def _problem(
         rest = path[depth:]
         if not rest and var in environ and not is_key:
             error = {**error, "input": environ[var]}  # show what was typed, not what JSON made of it
-        message = _message(error, path, is_key, env=True)
+        message = _message(error, path, env=True)
         return Problem(var, message, None, path, _render_path(rest, data, as_section=False) if rest else "")
-    message = _message(error, path, is_key, env=False, data=data)
+    message = _message(error, path, env=False)
     if path[:1] == ("keymap",) and len(path) == 2 and isinstance(_get_path(data, path) if _has_path(data, path) else None, dict):
         inner = next(iter(_get_path(data, path)), "…")
         message = f'binding ids contain a dot, so quote them: "{path[1]}.{inner}" = "…"'
@@ -217,9 +224,7 @@ def _problem(
     return Problem(source, message, line, path, _render_path(path, data))
 
 
-def _message(
-    error: Mapping[str, Any], path: tuple[PathPart, ...], is_key: bool, *, env: bool, data: Mapping[str, Any] | None = None
-) -> str:
+def _message(error: Mapping[str, Any], path: tuple[PathPart, ...], *, env: bool) -> str:
     kind = error["type"]
     value = error.get("input")
     got = f", got {show_value(value)}"
