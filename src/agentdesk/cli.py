@@ -46,7 +46,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from agentdesk.desk import DeskError
 
     try:
-        run_demo(_settings(args), Path(args.data_dir) if args.data_dir else None, seed=args.seed)
+        run_demo(lambda: _settings(args), Path(args.data_dir) if args.data_dir else None, seed=args.seed)
     except (DemoError, DeskError) as exc:
         raise CommandError(str(exc)) from exc
 

@@ -305,11 +305,11 @@ _TOPICS = (
         ),
         ("Account number is {account}, invoice {invoice}.", "The line that says \"Late payment fee {credit}\" — I paid on time.", "Account holder is {name}, {street}, {city}."),
         (
-            "Your 12-month promotion ended on {date}, which is why the bill went up. I've applied a loyalty discount so your new monthly price is {amount2}.",
-            "That fee was applied in error. I've removed it and credited {credit} to your account; you'll see it on the next invoice.",
             "The higher amount is a one-off pro-rata charge from your plan change. From next month you'll be back to {amount2}.",
+            "That fee was applied in error. I've removed it and credited {credit} to your account; you'll see it on the next invoice.",
+            "Your 12-month promotion ended on {date}, which is why the bill went up. I've applied a loyalty discount so your new monthly price is {amount2}.",
         ),
-        ("Customer disputed {month} bill of {amount}", "Caller queried a fee on invoice {invoice}", "Customer asked why their promotional discount dropped off"),
+        ("Customer queried {month} bill of {amount} — pro-rata charge explained", "Caller disputed a fee on invoice {invoice}, fee removed", "Customer's promotional discount had ended, loyalty discount applied"),
         ("Fee on {invoice} reversed — system applied a late fee despite on-time payment.", "Loyalty discount applied, approved by {supervisor}. Ticket {ticket}."),
     ),
     _Topic(
@@ -357,7 +357,7 @@ _TOPICS = (
             "I've scheduled the upgrade to {plan_new} from your next billing date ({eta}). You'll get a confirmation email shortly.",
             "All set — {plan_new} is active and I've applied the online discount, so it's {amount2}/month.",
         ),
-        ("Customer upgraded from {plan} to {plan_new}", "Caller asked about {plan_new} pricing ({amount2}/month)", "Upgrade to {plan_new} discussed, customer considering"),
+        ("Customer upgraded from {plan} to {plan_new}", "Upgrade to {plan_new} scheduled for the next billing date", "Customer switched to {plan_new} at {amount2}/month with online discount"),
         ("Upgrade to {plan_new} processed, order {order}.", "Customer eligible for loyalty pricing on {plan_new}."),
         (35, 50, 12, 3),
     ),
@@ -382,7 +382,7 @@ _TOPICS = (
             "Your cancellation is booked for {eta}. A prepaid return bag for the router will arrive in a few days, and the final bill will be pro-rated.",
             "Cancellation confirmed for {eta}, reference {ticket}. Sorry to see you go!",
         ),
-        ("Customer requested cancellation effective {eta}", "Retention call — customer offered {amount2}/month", "Caller cancelling due to price increase"),
+        ("Retention call — customer accepted {amount2}/month and stays", "Customer cancelling effective {eta}, return bag sent", "Cancellation confirmed for {eta}"),
         ("Retention offer {amount2}/month accepted — flag churn-risk for 6 months.", "Cancellation booked for {eta}, equipment return bag sent."),
     ),
     _Topic(
@@ -403,10 +403,10 @@ _TOPICS = (
         ("It's {street}, {city}.", "No, I checked everywhere, including the bins.", "Order {order}, under {name}."),
         (
             "The parcel got stuck at the {city} depot. I've arranged a replacement with next-day delivery, new tracking {tracking}.",
-            "The courier has confirmed it will be delivered tomorrow before noon. I've also refunded the {credit} delivery fee.",
             "I've opened a lost-parcel claim ({ticket}) and a replacement has been dispatched today.",
+            "The courier has confirmed it will be delivered tomorrow before noon. I've also refunded the {credit} delivery fee.",
         ),
-        ("Customer chasing late order {order}", "Caller reports order {order} marked delivered but not received", "Delivery of {order} delayed {days} days at depot"),
+        ("Order {order} stuck at the depot, replacement sent", "Caller reports order {order} marked delivered but not received, claim opened", "Customer chasing late order {order}, courier confirmed delivery tomorrow"),
         ("Courier claim {ticket} opened for {order}.", "Replacement shipped for {order}, tracking {tracking}."),
     ),
     _Topic(
@@ -430,7 +430,7 @@ _TOPICS = (
             "I've re-issued invoice {invoice} with the company details; it's in your inbox now.",
             "I've sent the last three invoices to your email. Let me know if anything is missing.",
         ),
-        ("Customer requested a copy of invoice {invoice}", "Caller needed invoices for expenses", "Invoice {invoice} re-issued with company details"),
+        ("Customer requested a copy of invoice {invoice}, sent by email", "Invoice {invoice} re-issued with company details", "Caller needed the last three invoices for expenses"),
         ("Invoice {invoice} re-issued with VAT details.", "Customer can't see invoices in the portal — possible permissions bug, raised {ticket}."),
         (40, 50, 8, 2),
     ),
@@ -451,11 +451,11 @@ _TOPICS = (
         ),
         ("The one on the account.", "Date of birth 14/03/1986, and I live at {street}.", "On the app, the latest version."),
         (
-            "I've unlocked your account and sent a fresh reset link — it expires in 30 minutes, so please check your inbox now.",
             "Your login email was still the old address. I've updated it, and you should receive the reset email within a few minutes.",
+            "I've unlocked your account and sent a fresh reset link — it expires in 30 minutes, so please check your inbox now.",
             "I've reset your password manually; a temporary password has been sent by SMS. You'll be asked to change it at first login.",
         ),
-        ("Customer locked out of account, password reset sent", "Caller not receiving reset emails — login email outdated", "Account unlocked after failed login attempts"),
+        ("Caller not receiving reset emails — login email outdated", "Account unlocked after failed login attempts, reset link sent", "Password reset manually, temporary password sent by SMS"),
         ("Identity verified via DOB + postcode before unlocking.", "Reset emails bouncing — customer's mailbox is full."),
     ),
     _Topic(
@@ -600,7 +600,6 @@ _TOPICS = (
         (50, 48, 2, 0),
     ),
 )
-_TOPIC_BY_KEY = {t.key: t for t in _TOPICS}
 _TOPIC_CUM = []
 _acc = 0
 for _t in _TOPICS:
@@ -1526,13 +1525,14 @@ class _Generator:
             pos = rng.randrange(1, len(events) + 1)
             if status == "snoozed":
                 pos = len(events)
-            offset = events[pos - 1][0] + events[pos - 1][3].get("duration_s", 0) + rng.uniform(60, 30 * _MIN)
+            quick = channel == "chat"  # a note typed during a live chat
+            offset = events[pos - 1][0] + events[pos - 1][3].get("duration_s", 0) + rng.uniform(*((20, 150) if quick else (60, 30 * _MIN)))
             text = rng.choice(topic.note).format_map(v)
             author = self.supervisor["id"] if rng.random() < 0.25 else agent_id
             events.insert(pos, [offset, "note", text, {}, {"author": author}])
             for later in events[pos + 1:]:
                 if later[0] < offset:
-                    later[0] = offset + rng.uniform(30, 600)
+                    later[0] = offset + rng.uniform(*((10, 60) if quick else (30, 600)))
                 offset = later[0]
 
         self.place(conv, events)
@@ -1570,7 +1570,7 @@ class _Generator:
                     "cc": list(cc),
                 }
                 if email_thread:
-                    p_mid, p_text, p_who, p_addr, p_at, p_lang = email_thread[-1]
+                    _, p_text, p_who, p_addr, p_at, _ = email_thread[-1]
                     hdr_lang = lang if inbound else _EN
                     header = hdr_lang["wrote"].format(
                         wd=hdr_lang["wd"][p_at.weekday()], d=p_at.day, mon=hdr_lang["mon"][p_at.month - 1],
@@ -1784,7 +1784,11 @@ class _Generator:
         offset = 0.0
         phrase = rng.choice(topic.phrase).format_map(v)
         v = dict(v, phrase=phrase, callback=rng.choice(_CALLBACK_WHEN))
-        short = rng.choice(topic.short if native else lang["topics"][topic.key][1]).format_map(v)
+        shorts = topic.short if native else lang["topics"][topic.key][1]
+        q = rng.randrange(len(shorts))
+        short = shorts[q].format_map(v)
+        fixes = topic.fix if native else lang["fix"]
+        fix = fixes[q if q < len(fixes) else 0].format_map(v)  # what the caller said, the fix and the summary match
 
         def agent_line(key: str, en: tuple[str, ...]) -> str:
             return rng.choice(en if native else lang[key]).format_map(v)
@@ -1795,7 +1799,7 @@ class _Generator:
             lo, hi = _CALL_SECONDS[disposition]
             duration = rng.randint(lo, hi) if hi else 0
             if direction == "in" and disposition == "resolved":
-                head = rng.choice(topic.summary).format_map(v)
+                head = topic.summary[q if q < len(topic.summary) else 0].format_map(v)
             elif direction == "in":
                 head = rng.choice(_CALL_ABOUT).format_map(v)
             else:
@@ -1807,16 +1811,13 @@ class _Generator:
             elif disposition == "voicemail":
                 transcript = "Voicemail: " + (lang["vm_in"] if direction == "in" else lang["vm_out"]).format_map(v)
             elif direction == "out":
-                transcript = (
-                    f"Agent: {lang['hello_out'].format_map(v)} Customer: {lang['glad']} "
-                    f"Agent: {agent_line('fix', topic.fix)}"
-                )
+                transcript = f"Agent: {lang['hello_out'].format_map(v)} Customer: {lang['glad']} Agent: {fix}"
             elif disposition == "resolved":
                 asks, infos = (topic.ask, topic.info) if native else (lang["ask"], lang["info"])
-                q = rng.randrange(len(asks))
+                a = rng.randrange(len(asks))
                 transcript = (
-                    f"Customer: {short}. Agent: {asks[q].format_map(v)} Customer: {infos[q].format_map(v)} "
-                    f"Agent: {agent_line('fix', topic.fix)}"
+                    f"Customer: {short}. Agent: {asks[a].format_map(v)} Customer: {infos[a].format_map(v)} "
+                    f"Agent: {fix}"
                 )
             elif disposition == "callback-requested":
                 transcript = (

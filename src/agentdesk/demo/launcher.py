@@ -9,9 +9,12 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agentdesk.config import Settings
+if TYPE_CHECKING:
+    from agentdesk.config import Settings
 
 STARTUP_TIMEOUT = 60.0
 
@@ -50,7 +53,8 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def run_demo(settings: Settings, data_dir: Path | None, seed: int = 7) -> None:
+def run_demo(load_settings: Callable[[], Settings], data_dir: Path | None, seed: int = 7) -> None:
+    """Settings are loaded once the server is on its way: its start-up is the long pole."""
     from agentdesk.paths import data_dir as default_data_dir
 
     data_dir = (data_dir or default_data_dir() / "demo").expanduser().resolve()
@@ -68,6 +72,7 @@ def run_demo(settings: Settings, data_dir: Path | None, seed: int = 7) -> None:
             env={**os.environ, "AGENTDESK_DEMO_TOKEN": token},
         )
     try:
+        settings = load_settings()
         import agentdesk.tui.app  # noqa: F401  (warm the heavy import while the server starts)
         from agentdesk.desk import run_desk
 

@@ -18,6 +18,8 @@ from agentdesk.store.cache import Cache
 from agentdesk.store.schema import MIRROR_TABLES
 from agentdesk.sync.client import AuthRejected, ServerUnavailable, SyncClient
 
+BOOTSTRAP_PAGE = 5000  # rows per bootstrap request: few round trips, bounded memory
+
 
 @dataclass
 class SyncStatus:
@@ -47,15 +49,25 @@ class SyncEngine:
         self.on_status = on_status
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
         self.status = SyncStatus()
+
+    def start(self) -> None:
+        """Run in a background thread (once; later calls do nothing)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self.run, name="agentdesk-sync", daemon=True)
+            self._thread.start()
 
     def wake(self) -> None:
         """Something local changed (or the agent asked): sync now rather than at the next tick."""
         self._wake.set()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the loop to finish and wait for it (a request in flight ends at its timeout)."""
         self._stop.set()
         self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
 
     def run(self) -> None:
         """Sync until stopped, backing off (with jitter) while the server is away."""
@@ -92,7 +104,7 @@ class SyncEngine:
             progress = cache.state(f"bootstrap.{entity}", "after:")
             loaded = 0
             while progress != "done":
-                page = self.client.bootstrap_page(entity, progress.removeprefix("after:"), self.page_size)
+                page = self.client.bootstrap_page(entity, progress.removeprefix("after:"), BOOTSTRAP_PAGE)
                 if cursor is None:  # the first page's cursor: pull from there re-applies anything newer
                     cursor = page["cursor"]
                     cache.set_state("bootstrap.cursor", cursor)

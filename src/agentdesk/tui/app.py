@@ -75,15 +75,14 @@ class AgentDesk(App[None]):
     def on_mount(self) -> None:
         queue = self.query_one(QueueList)
         queue.now = self.clock
-        self.refresh_queue()
         queue.focus()
-        if (row := queue.current) is not None:
-            self.open_conversation(row)
-        self.refresh_status()
-        self.set_interval(1.0, self.refresh_status)
         if self.engine is not None:
             self.engine.on_status = lambda status: self.call_from_thread(self.on_sync_status, status)
-            self.run_worker(self.engine.run, thread=True, name="sync", exit_on_error=False)
+            self.engine.start()  # usually started already, so the first load overlaps the app's start
+            self.sync_status = self.engine.status
+        self.refresh_data()
+        self.refresh_status()
+        self.set_interval(1.0, self.refresh_status)
 
     def on_unmount(self) -> None:
         if self.engine is not None:
@@ -148,13 +147,17 @@ class AgentDesk(App[None]):
         self.sync_status = status
         for notice in status.notices:
             self.notify(safe_text(notice), severity="warning", timeout=8)  # type: ignore[arg-type]
-        if status.changed or status.bootstrapping:
-            self.refresh_queue()
-            if self.open_row is None and (row := self.query_one(QueueList).current) is not None:
-                self.open_conversation(row)
-            else:
-                self.refresh_open_timeline()
+        if status.changed:  # not per bootstrap page: the first load finishes sooner without repaints
+            self.refresh_data()
         self.refresh_status()
+
+    def refresh_data(self) -> None:
+        """The cache changed under us: reload the queue window and the open timeline."""
+        self.refresh_queue()
+        if self.open_row is None and (row := self.query_one(QueueList).current) is not None:
+            self.open_conversation(row)
+        else:
+            self.refresh_open_timeline()
 
     # --- events and actions -----------------------------------------------------------------------
 
