@@ -104,6 +104,7 @@ class AgentDesk(App[None]):
 
     def open_conversation(self, row: QueueRow) -> None:
         self.open_row = row
+        self.refresh_bindings()  # reply and send apply now
         customer = self.cache.customer(row.customer_id) or {}
         name = customer.get("display_name") or row.customer_name
         self.query_one(Timeline).show(name, self.cache.timeline(row.customer_id))

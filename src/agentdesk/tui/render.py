@@ -9,7 +9,7 @@ from rich.text import Text
 from agentdesk.domain.clock import from_iso
 from agentdesk.domain.text import safe_text
 
-CHANNEL_ICON = {"email": "✉", "phone": "☎", "chat": "💬", "sms": "✆", "whatsapp": "◍"}
+CHANNEL_ICON = {"email": "✉", "phone": "☎", "chat": "❝", "sms": "✆", "whatsapp": "◍"}
 CHANNEL_NAME = {"email": "Email", "phone": "Phone", "chat": "Chat", "sms": "SMS", "whatsapp": "WhatsApp"}
 PRIORITY_STYLE = {"urgent": "bold red", "high": "yellow", "normal": "", "low": "dim"}
 STATUS_ICON = {"queued": "◷ queued", "sending": "↻ sending", "sent": "✓ sent", "delivered": "✓✓ delivered", "failed": "✗ failed"}

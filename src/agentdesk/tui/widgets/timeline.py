@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from rich.console import RenderableType
+from rich.padding import Padding
 from rich.segment import Segment
 from rich.text import Text
 from textual.geometry import Size
@@ -18,8 +20,8 @@ from agentdesk.tui.render import STATUS_ICON, channel_label, span
 DIRECTION = {"inbound": "←", "outbound": "→", "note": "✎"}
 
 
-def item_text(item: TimelineItem, customer: str, local: datetime) -> Text:
-    """One interaction as a block of text; untrusted parts only through safe_text."""
+def item_blocks(item: TimelineItem, customer: str, local: datetime) -> list[RenderableType]:
+    """One interaction: a heading line and an indented body; untrusted parts only through safe_text."""
     who = safe_text(item.author_name or "Agent", "bold") if item.direction != "inbound" else safe_text(customer, "bold cyan")
     head = Text.assemble(
         (f" {local:%H:%M} ", "dim"), (f"{channel_label(item.channel)} {DIRECTION.get(item.direction, '')} ", ""), who
@@ -29,19 +31,17 @@ def item_text(item: TimelineItem, customer: str, local: datetime) -> Text:
         head.append(f"  {STATUS_ICON.get(status, status)}", style="red" if status == "failed" else "green")
     if item.direction == "note":
         head.append("  internal note", style="italic yellow")
-    lines = [head]
+    body: list[Text] = []
     if item.channel == "phone":
         meta = item.meta
         call = f"{meta.get('call_direction', '')} call · {span(float(meta.get('duration_s') or 0))}".strip(" ·")
-        lines.append(Text.assemble(("    ", ""), (call.capitalize(), "magenta"), (" · ", "dim"), safe_text(meta.get("disposition", ""), "magenta")))
+        body.append(Text.assemble((call.capitalize(), "magenta"), (" · ", "dim"), safe_text(meta.get("disposition", ""), "magenta")))
     if item.subject:
-        lines.append(Text.assemble(("    Subject: ", "dim"), safe_text(item.subject, "italic")))
-    body = safe_text(item.text, "italic yellow" if item.direction == "note" else "")
-    for line in body.split("\n"):
-        lines.append(Text("    ") + line)
+        body.append(Text.assemble(("Subject: ", "dim"), safe_text(item.subject, "italic")))
+    body.append(safe_text(item.text, "italic yellow" if item.direction == "note" else ""))
     if item.channel == "phone" and item.meta.get("transcript"):
-        lines.append(Text("    ") + safe_text(item.meta["transcript"], "dim italic", one_line=True, limit=300))
-    return Text("\n").join(lines)
+        body.append(safe_text(item.meta["transcript"], "dim italic"))
+    return [head, Padding(Text("\n").join(body), (0, 1, 0, 7))]
 
 
 class Timeline(ScrollView, can_focus=True):
@@ -51,12 +51,12 @@ class Timeline(ScrollView, can_focus=True):
 
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
-        self._blocks: list[Text] = []
+        self._blocks: list[RenderableType] = []
         self._lines: list[Strip] = []
         self._width = 0
 
     def show(self, customer_name: str, items: list[TimelineItem]) -> None:
-        blocks: list[Text] = []
+        blocks: list[RenderableType] = []
         day = conversation = None
         for item in items:
             when = from_iso(item.occurred_at).astimezone()
@@ -66,7 +66,7 @@ class Timeline(ScrollView, can_focus=True):
             if item.conversation_id != conversation:
                 conversation = item.conversation_id
                 blocks.append(Text(f"┌ conversation · {channel_label(item.channel)}", style="dim cyan"))
-            blocks.append(item_text(item, customer_name, when))
+            blocks.extend(item_blocks(item, customer_name, when))
         self._blocks = blocks
         self._layout(force=True)
         self.scroll_end(animate=False)
