@@ -15,7 +15,7 @@ from textual.widgets import Footer, Select, Static, TextArea
 
 from agentdesk.config.keymap import DEFAULT_KEYMAP, KeySpec
 from agentdesk.domain.clock import utcnow
-from agentdesk.domain.text import safe_text
+from agentdesk.domain.text import clean, safe_text
 from agentdesk.store.cache import Cache, Identity, QueueRow
 from agentdesk.sync.engine import SyncEngine, SyncStatus
 from agentdesk.tui.render import CHANNEL_NAME, channel_label, span
@@ -147,7 +147,7 @@ class AgentDesk(App[None]):
     def on_sync_status(self, status: SyncStatus) -> None:
         self.sync_status = status
         for notice in status.notices:
-            self.notify(safe_text(notice), severity="warning", timeout=8)  # type: ignore[arg-type]
+            self.notify(clean(notice), severity="warning", timeout=8, markup=False)
         if status.changed:  # not per bootstrap page: the first load finishes sooner without repaints
             self.refresh_data()
         self.refresh_status()
@@ -195,7 +195,7 @@ class AgentDesk(App[None]):
         self.refresh_status_counts()
         if self.engine is not None:
             self.engine.wake()
-        self.notify(f"Reply queued on {CHANNEL_NAME.get(channel, channel)}.", timeout=3)
+        self.notify(f"Reply queued on {CHANNEL_NAME.get(channel, channel)}.", timeout=3, markup=False)
 
     def refresh_status_counts(self) -> None:
         self.sync_status.outbox = self.cache.outbox_count()

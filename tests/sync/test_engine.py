@@ -1,0 +1,62 @@
+"""The sync engine against a real server: bootstrap, push exactly once, rollback on rejection."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentdesk.store.cache import Cache
+from agentdesk.sync.client import ServerUnavailable, SyncClient
+from agentdesk.sync.engine import SyncEngine
+
+
+def engine_for(live, tmp_path, email="alice@example.com"):
+    client = SyncClient(live.url, live.world.tokens[email])
+    cache = Cache(tmp_path / "cache.sqlite3")
+    me = client.me()
+    cache.set_identity(me)
+    return SyncEngine(cache.path, client), cache
+
+
+def test_bootstrap_loads_only_the_agents_scope(live_server, tmp_path):
+    engine, cache = engine_for(live_server, tmp_path)
+    engine.sync_once(cache)
+    ids = {row[0] for row in cache.db.execute("SELECT id FROM conversations")}
+    assert ids == {live_server.world.conversations["maria-email"], live_server.world.conversations["maria-sms"]}
+    assert cache.queue_count(cache.identity()) == 2
+
+
+def test_a_queued_reply_survives_a_dead_server_and_is_sent_once_later(live_server, tmp_path):
+    engine, cache = engine_for(live_server, tmp_path)
+    engine.sync_once(cache)
+    me = cache.identity()
+    cache.queue_interaction(me, live_server.world.conversations["maria-sms"], "sms", "On its way")
+    dead = SyncEngine(cache.path, SyncClient("http://127.0.0.1:9", "x", timeout=0.5))
+    with pytest.raises(ServerUnavailable, match="unreachable"):
+        dead.sync_once(cache)
+    assert cache.outbox()[0]["state"] == "queued"
+    engine.sync_once(cache)
+    engine.sync_once(cache)
+    assert cache.outbox_count() == 0
+    assert len(live_server.interactions("On its way")) == 1
+    status = cache.db.execute("SELECT delivery_status FROM interactions WHERE text = 'On its way'").fetchall()
+    assert status == [("sent",)]
+
+
+def test_a_rejected_reply_is_rolled_back_with_a_notice(live_server, tmp_path):
+    engine, cache = engine_for(live_server, tmp_path)
+    engine.sync_once(cache)
+    me = cache.identity()
+    # A conversation the cache still shows but the server no longer lets Alice see (it moved to Support).
+    hidden = live_server.world.conversations["ken-email"]
+    cache.db.execute(
+        "INSERT INTO conversations (id, customer_id, channel, status, team_id) VALUES (?, ?, 'email', 'open', ?)",
+        (hidden, live_server.world.customers["ken"], me.team_ids[0]),
+    )
+    cache.queue_interaction(me, hidden, "email", "Too late")
+    seen = []
+    engine.on_status = seen.append
+    engine.sync_once(cache)
+    assert cache.db.execute("SELECT count(*) FROM interactions WHERE text = 'Too late'").fetchone()[0] == 0
+    assert cache.outbox_count() == 0
+    assert any("not visible" in notice for status in seen for notice in status.notices)
+    assert live_server.interactions("Too late") == []
