@@ -64,10 +64,6 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
-def _db_value(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, (list, dict)) else value
-
-
 class Cache:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
@@ -118,14 +114,14 @@ class Cache:
     # --- applying server data ---------------------------------------------------------------------
 
     def upsert_rows(self, db: sqlite3.Connection, entity: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """Insert-or-replace rows given in the server's column order (columns the cache lacks are skipped)."""
         local = MIRROR_TABLES[entity]
         keep = [i for i, name in enumerate(columns) if name in local]
         names = ", ".join(columns[i] for i in keep)
         marks = ", ".join("?" for _ in keep)
-        db.executemany(
-            f"INSERT OR REPLACE INTO {entity} ({names}) VALUES ({marks})",
-            ([_db_value(row[i]) for i in keep] for row in rows),
-        )
+        if len(keep) < len(columns):
+            rows = ([row[i] for i in keep] for row in rows)
+        db.executemany(f"INSERT OR REPLACE INTO {entity} ({names}) VALUES ({marks})", rows)
 
     def apply_bootstrap_page(self, entity: str, columns: Sequence[str], rows: list[list[Any]], next_after: str | None) -> None:
         """Load a page and record how far this entity got, together, so a bootstrap can resume."""
@@ -149,8 +145,9 @@ class Cache:
                 if change["op"] == "delete":
                     db.execute(f"DELETE FROM {entity} WHERE id = ?", (change["id"],))
                 else:
-                    data = change["data"]
-                    self.upsert_rows(db, entity, list(data), [list(data.values())])
+                    data = change["data"]  # JSON columns arrive parsed here; the cache keeps JSON text
+                    values = [json.dumps(v) if isinstance(v, (list, dict)) else v for v in data.values()]
+                    self.upsert_rows(db, entity, list(data), [values])
             self.set_state("cursor", cursor, db)
         return len(changes)
 
