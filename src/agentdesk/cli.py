@@ -46,7 +46,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from agentdesk.desk import DeskError
 
     try:
-        run_demo(lambda: _settings(args), Path(args.data_dir) if args.data_dir else None, seed=args.seed)
+        run_demo(lambda: _settings(args), args.demo_dir, seed=args.seed)
     except (DemoError, DeskError) as exc:
         raise CommandError(str(exc)) from exc
 
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", parents=[config], help="open the desk on a demo server with a realistic day")
     demo.add_argument(
-        "--data-dir", metavar="DIR", default=argparse.SUPPRESS, help="where the demo keeps its files (default: <data dir>/demo)"
+        "--data-dir", dest="demo_dir", type=Path, metavar="DIR", help="where the demo keeps its files (default: <data dir>/demo)"
     )
     demo.add_argument("--seed", type=int, default=7, help="demo data seed (same seed, same day)")
     demo.set_defaults(func=cmd_demo)

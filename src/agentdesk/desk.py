@@ -25,7 +25,6 @@ def find_token(server_url: str) -> str:
         return token
     try:
         import keyring
-        import keyring.errors
 
         token = keyring.get_password(KEYRING_SERVICE, server_url)
     except Exception as exc:  # any backend failure: no keyring daemon, locked store…
@@ -45,11 +44,14 @@ def build_desk(settings: Settings, server_url: str, token: str, data_dir: Path) 
     """The desk app for this server and token, with its sync engine, ready to run."""
     from agentdesk.store.cache import Cache
     from agentdesk.sync.account import NoAccount, resolve_account
-    from agentdesk.sync.client import AuthRejected, SyncClient
+    from agentdesk.sync.client import AuthRejected, ServerUnavailable, SyncClient
     from agentdesk.sync.engine import SyncEngine
     from agentdesk.tui.app import AgentDesk
 
-    client = SyncClient(server_url, token, timeout=settings.sync.request_timeout)
+    try:
+        client = SyncClient(server_url, token, timeout=settings.sync.request_timeout)
+    except ServerUnavailable as exc:
+        raise DeskError(str(exc)) from exc
     try:
         account, me = resolve_account(server_url, token, data_dir, client)
     except (NoAccount, AuthRejected) as exc:

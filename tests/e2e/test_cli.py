@@ -104,3 +104,12 @@ def test_the_desk_without_a_token_says_how_to_get_one(env):
     result = agentdesk("--server", "http://127.0.0.1:9", env=env, check=False)
     assert result.returncode == 1
     assert "AGENTDESK_TOKEN" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_demo_refuses_a_folder_it_did_not_make(env, tmp_path):
+    precious = tmp_path / "real" / "server.sqlite3"
+    precious.parent.mkdir()
+    precious.write_text("the center's data")
+    result = agentdesk("demo", "--data-dir", str(precious.parent), env=env, check=False)
+    assert result.returncode == 1 and "not a demo folder" in result.stderr
+    assert precious.read_text() == "the center's data"

@@ -88,3 +88,12 @@ def test_push_refuses_unknown_fields_and_bad_cursors(live_server):
         cursor = http.get("/api/v1/sync/pull", params={"cursor": "garbage!"})
     assert bad.status_code == 422
     assert cursor.status_code == 400
+
+
+def test_a_rejected_mutation_sent_again_stays_rejected_with_its_reason(live_server):
+    mutation = reply(live_server.world.conversations["ken-email"])  # not visible to Alice
+    with client(live_server) as alice:
+        first = alice.post("/api/v1/sync/push", json={"mutations": [mutation]}).json()["results"][0]
+        again = alice.post("/api/v1/sync/push", json={"mutations": [mutation]}).json()["results"][0]
+    assert first["status"] == again["status"] == "rejected"
+    assert again["reason"] == first["reason"]

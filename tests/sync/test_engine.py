@@ -60,3 +60,46 @@ def test_a_rejected_reply_is_rolled_back_with_a_notice(live_server, tmp_path):
     assert cache.outbox_count() == 0
     assert any("not visible" in notice for status in seen for notice in status.notices)
     assert live_server.interactions("Too late") == []
+
+
+def test_a_known_token_opens_its_cache_without_the_server(live_server, tmp_path):
+    from agentdesk.sync.account import resolve_account
+
+    token = live_server.world.tokens["alice@example.com"]
+    online, me = resolve_account(live_server.url, token, tmp_path, SyncClient(live_server.url, token))
+    assert me is not None and me["email"] == "alice@example.com"
+    (tmp_path / "stray").mkdir()
+    offline, me_again = resolve_account(live_server.url, token, tmp_path, SyncClient("http://127.0.0.1:9", token, timeout=0.2))
+    assert me_again is None and offline.cache_path == online.cache_path
+
+
+def test_a_damaged_account_index_only_costs_the_offline_shortcut(live_server, tmp_path):
+    from agentdesk.sync.account import NoAccount, resolve_account
+
+    (tmp_path / "accounts.json").write_text('{"trunc')
+    token = live_server.world.tokens["alice@example.com"]
+    with pytest.raises(NoAccount, match="no cache for this token"):
+        resolve_account(live_server.url, token, tmp_path, SyncClient("http://127.0.0.1:9", token, timeout=0.2))
+    account, me = resolve_account(live_server.url, token, tmp_path, SyncClient(live_server.url, token))
+    assert me["id"] == account.agent_id
+
+
+def test_a_page_that_is_not_json_reads_as_not_an_agentdesk_server(live_server):
+    with pytest.raises(ServerUnavailable, match="not an agentdesk server"):
+        SyncClient(live_server.url, "x")._call("GET", "/docs")  # FastAPI's HTML docs page, status 200
+    with pytest.raises(ServerUnavailable, match="not a usable server URL"):
+        SyncClient("http://[::1", "x")
+
+
+def test_a_full_disk_keeps_the_cache_usable(live_server, tmp_path):
+    import sqlite3
+
+    engine, cache = engine_for(live_server, tmp_path)
+    engine.sync_once(cache)
+    pages = cache.db.execute("PRAGMA page_count").fetchone()[0]
+    cache.db.execute(f"PRAGMA max_page_count = {pages}")  # no room for one more page: SQLITE_FULL
+    big = "x" * 200_000
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        cache.queue_interaction(cache.identity(), live_server.world.conversations["maria-sms"], "sms", big)
+    assert not cache.db.in_transaction
+    assert cache.outbox_count() == 0

@@ -43,3 +43,22 @@ async def test_hostile_names_subjects_and_bodies_render_literally(live_server, t
             seen |= {v for v in VISIBLE if v in text}
         assert app.is_running
         assert seen == set(VISIBLE)
+
+
+def test_hostile_call_metadata_renders_inert():
+    from rich.console import Console
+
+    from agentdesk.store.cache import TimelineItem
+    from agentdesk.tui.widgets.timeline import item_blocks
+
+    item = TimelineItem(
+        id="1", conversation_id="c", channel="phone", direction="inbound", author_name=None, text="hi",
+        subject=None, meta={"call_direction": "\x1b[2J", "duration_s": "3m", "disposition": "\x9b1m", "transcript": 5},
+        delivery_status=None, occurred_at="2026-11-23T10:00:00.000Z", outbox_state=None,
+    )
+    console = Console(width=80, record=True, force_terminal=False)
+    for block in item_blocks(item, "\x1b]52;c;x\x07", __import__("datetime").datetime(2026, 11, 23, 10)):
+        console.print(block)
+    text = console.export_text()
+    assert "\x1b" not in text and "\x9b" not in text
+    assert "␛[2J" in text and "<9B>1m" in text and " ? " in text

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from agentdesk.config import Settings
 
 STARTUP_TIMEOUT = 60.0
+MARKER = ".agentdesk-demo"  # the demo wipes its folder's database: only ever one it made itself
 
 
 class DemoError(Exception):
@@ -58,8 +59,11 @@ def run_demo(load_settings: Callable[[], Settings], data_dir: Path | None, seed:
     from agentdesk.paths import data_dir as default_data_dir
 
     data_dir = (data_dir or default_data_dir() / "demo").expanduser().resolve()
-    shutil.rmtree(data_dir / "desk", ignore_errors=True)  # a fresh demo: a fresh cache too
+    if data_dir.is_dir() and any(data_dir.iterdir()) and not (data_dir / MARKER).exists():
+        raise DemoError(f"{data_dir} is not empty and not a demo folder; give --data-dir an empty or new folder.")
     data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / MARKER).touch()
+    shutil.rmtree(data_dir / "desk", ignore_errors=True)  # a fresh demo: a fresh cache too
     token = "adk_demo_" + secrets.token_urlsafe(24)
     log_path = data_dir / "server.log"
     with open(log_path, "w") as log:

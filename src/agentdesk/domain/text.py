@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # rich is only needed by safe_text; keep this module import-l
 
 # Bidi embeddings/overrides/isolates and zero-width characters: invisible, and able to reorder or hide
 # what the agent reads (Trojan-Source style), so they are dropped.
-_INVISIBLE = "\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2066\u2067\u2068\u2069\ufeff"
+_INVISIBLE = "\u061c\u200b\u200c\u200d\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2060\u2066\u2067\u2068\u2069\ufeff"
 
 
 @lru_cache(maxsize=1)

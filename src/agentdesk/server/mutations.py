@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -15,7 +15,6 @@ from agentdesk.server.changes import record_upsert
 from agentdesk.server.models import Agent, Conversation, Interaction, Mutation
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
-CHANNELS = ("phone", "email", "chat", "sms", "whatsapp")
 
 
 class Rejected(Exception):
@@ -93,11 +92,18 @@ APPLIERS: dict[str, Callable[[Session, Agent, list[str], dict[str, Any]], None]]
 }
 
 
+def _repeat(mutation: Mutation) -> MutationResult:
+    """A mutation id seen before: applied ones are duplicates, rejected ones stay rejected (same reason)."""
+    if mutation.status == "rejected":
+        return MutationResult(id=mutation.id, status="rejected", reason=mutation.reason)
+    return MutationResult(id=mutation.id, status="duplicate")
+
+
 def apply(session_factory: Callable[[], Session], agent: Agent, teams: list[str], m: MutationIn) -> MutationResult:
-    """Apply one mutation in its own transaction; a repeated id answers `duplicate`."""
+    """Apply one mutation in its own transaction, at most once per mutation id."""
     with session_factory() as session:
-        if session.get(Mutation, m.id) is not None:
-            return MutationResult(id=m.id, status="duplicate")
+        if (seen := session.get(Mutation, m.id)) is not None:
+            return _repeat(seen)
         status, reason = "applied", None
         try:
             applier = APPLIERS.get(m.kind)
@@ -107,13 +113,15 @@ def apply(session_factory: Callable[[], Session], agent: Agent, teams: list[str]
         except Rejected as exc:
             session.rollback()
             status, reason = "rejected", str(exc)
-        except ValueError as exc:  # pydantic validation of the args
+        except ValidationError as exc:
             session.rollback()
-            status, reason = "rejected", f"Invalid {m.kind}: {exc.errors()[0]['msg'] if hasattr(exc, 'errors') else exc}"
+            status, reason = "rejected", f"Invalid {m.kind}: {exc.errors()[0]['msg']}"
         session.add(Mutation(id=m.id, agent_id=agent.id, kind=m.kind, status=status, reason=reason))
         try:
             session.commit()
-        except IntegrityError:  # the same id raced in on another request
+        except IntegrityError:
             session.rollback()
-            return MutationResult(id=m.id, status="duplicate")
+            if (seen := session.get(Mutation, m.id)) is not None:  # the same id raced in on another request
+                return _repeat(seen)
+            raise
         return MutationResult(id=m.id, status=status, reason=reason)  # type: ignore[arg-type]

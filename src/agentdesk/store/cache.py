@@ -18,9 +18,6 @@ from typing import Any
 from agentdesk.domain.clock import to_iso, utcnow
 from agentdesk.store.schema import INDEXES, LOCAL_TABLES, MIRROR_TABLES, SCHEMA_VERSION, mirror_ddl
 
-OPEN_STATUSES = ("open", "pending")
-
-
 @dataclass(frozen=True)
 class QueueRow:
     id: str
@@ -86,10 +83,11 @@ class Cache:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
+            self.db.execute("COMMIT")
         except BaseException:
-            self.db.execute("ROLLBACK")
+            if self.db.in_transaction:  # SQLite may have rolled back already (a full disk, say)
+                self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
 
     # --- sync state -------------------------------------------------------------------------------
 
@@ -175,7 +173,7 @@ class Cache:
                    c.last_message_at, c.sla_due, c.assignee_id
             FROM conversations c LEFT JOIN customers cu ON cu.id = c.customer_id
             WHERE {where}
-            ORDER BY c.sla_due IS NULL, c.sla_due, c.last_message_at DESC
+            ORDER BY c.sla_due IS NULL, c.sla_due, c.last_message_at DESC, c.id
             LIMIT ? OFFSET ?
             """,
             [*params, limit, offset],
@@ -292,7 +290,29 @@ class Cache:
                 )
 
     def take_notices(self) -> list[str]:
-        with self.write() as db:
-            rows = db.execute("SELECT id, text FROM notices ORDER BY id").fetchall()
-            db.execute("DELETE FROM notices")
+        rows = self.db.execute("SELECT id, text FROM notices ORDER BY id").fetchall()
+        if rows:
+            with self.write() as db:
+                db.execute("DELETE FROM notices WHERE id <= ?", (rows[-1][0],))
         return [text for _, text in rows]
+
+    # --- drafts -----------------------------------------------------------------------------------
+
+    def save_draft(self, conversation_id: str, channel: str, text: str) -> None:
+        """Keep what the agent typed for this conversation and channel; an empty text removes it."""
+        with self.write() as db:
+            if text.strip():
+                db.execute(
+                    "INSERT OR REPLACE INTO drafts (conversation_id, channel, text, updated_at) VALUES (?, ?, ?, ?)",
+                    (conversation_id, channel, text, to_iso(utcnow())),
+                )
+            else:
+                db.execute("DELETE FROM drafts WHERE conversation_id = ? AND channel = ?", (conversation_id, channel))
+
+    def latest_draft(self, conversation_id: str) -> tuple[str, str] | None:
+        """(channel, text) of the conversation's most recent draft."""
+        row = self.db.execute(
+            "SELECT channel, text FROM drafts WHERE conversation_id = ? ORDER BY updated_at DESC LIMIT 1",
+            (conversation_id,),
+        ).fetchone()
+        return (row[0], row[1]) if row else None

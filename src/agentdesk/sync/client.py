@@ -17,11 +17,14 @@ class AuthRejected(Exception):
 
 class SyncClient:
     def __init__(self, server_url: str, token: str, timeout: float = 10.0) -> None:
-        self.http = httpx.Client(
-            base_url=server_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {token}", "User-Agent": "agentdesk"},
-            timeout=timeout,
-        )
+        try:
+            self.http = httpx.Client(
+                base_url=server_url.rstrip("/"),
+                headers={"Authorization": f"Bearer {token}", "User-Agent": "agentdesk"},
+                timeout=timeout,
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise ServerUnavailable(f"{server_url!r} is not a usable server URL ({exc})") from exc
 
     def close(self) -> None:
         self.http.close()
@@ -29,13 +32,16 @@ class SyncClient:
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         try:
             response = self.http.request(method, path, **kw)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ServerUnavailable(f"{self.http.base_url} unreachable ({type(exc).__name__})") from exc
         if response.status_code == 401:
             raise AuthRejected("The server refused the API token (401). Check AGENTDESK_TOKEN or run `agentdesk login`.")
         if response.status_code >= 400:
             raise ServerUnavailable(f"{method} {path} answered {response.status_code}: {response.text[:200]}")
-        return response.json()
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise ServerUnavailable(f"{self.http.base_url} is not an agentdesk server (its answer is not JSON)") from exc
 
     def me(self) -> dict[str, Any]:
         return self._call("GET", "/api/v1/me")

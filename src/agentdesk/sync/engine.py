@@ -50,6 +50,7 @@ class SyncEngine:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._identity_checked = False
         self.status = SyncStatus()
 
     def start(self) -> None:
@@ -81,6 +82,9 @@ class SyncEngine:
                 except (ServerUnavailable, AuthRejected) as exc:
                     failures += 1
                     self._report(cache, online=False, error=str(exc))
+                except Exception as exc:  # noqa: BLE001 - a full disk or a bug must not end syncing silently
+                    failures += 1
+                    self._report(cache, online=False, error=f"sync failed: {type(exc).__name__}: {exc}")
                 delay = self.poll_interval if failures == 0 else min(60.0, 2 ** min(failures, 6)) * random.uniform(0.5, 1)
                 self._wake.wait(delay)
                 self._wake.clear()
@@ -90,6 +94,9 @@ class SyncEngine:
 
     def sync_once(self, cache: Cache) -> None:
         changed = False
+        if not self._identity_checked:  # the desk may have opened from the cache alone
+            cache.set_identity(self.client.me())
+            self._identity_checked = True
         if cache.state("bootstrapped") != "1":
             self.bootstrap(cache)
             changed = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -10,6 +11,8 @@ from rich.text import Text
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.timer import Timer
 from textual.screen import Screen
 from textual.widgets import Footer, Select, Static, TextArea
 
@@ -25,6 +28,15 @@ from agentdesk.tui.widgets.timeline import Timeline
 
 def key_bindings(keymap: Iterable[KeySpec]) -> list[Binding]:
     return [Binding(s.keys, s.action, s.description, show=s.show, id=s.id) for s in keymap]
+
+
+DRAFT_DEBOUNCE = 0.5  # seconds of quiet before a draft is written
+
+
+class SyncStatusChanged(Message):
+    def __init__(self, status: SyncStatus) -> None:
+        super().__init__()
+        self.status = status
 
 
 class AgentDesk(App[None]):
@@ -49,6 +61,7 @@ class AgentDesk(App[None]):
         self.clock = clock
         self.sync_status = SyncStatus(online=engine is None)
         self.open_row: QueueRow | None = None
+        self._draft_timer: Timer | None = None
         if keymap:
             self.set_keymap(dict(keymap))
         if theme:
@@ -77,8 +90,9 @@ class AgentDesk(App[None]):
         queue.now = self.clock
         queue.focus()
         if self.engine is not None:
-            self.engine.on_status = lambda status: self.call_from_thread(self.on_sync_status, status)
-            self.engine.start()  # usually started already, so the first load overlaps the app's start
+            # post_message is thread-safe and never blocks the sync thread on the UI
+            self.engine.on_status = lambda status: self.post_message(SyncStatusChanged(status))
+            self.engine.start()
             self.sync_status = self.engine.status
         self.refresh_data()
         self.refresh_status()
@@ -86,7 +100,7 @@ class AgentDesk(App[None]):
 
     def on_unmount(self) -> None:
         if self.engine is not None:
-            self.engine.stop()
+            self.engine.stop(timeout=1.0)
 
     # --- data into widgets ------------------------------------------------------------------------
 
@@ -103,6 +117,7 @@ class AgentDesk(App[None]):
         self.query_one("#queue-title", Static).update(title)
 
     def open_conversation(self, row: QueueRow) -> None:
+        self._stash_draft()
         self.open_row = row
         self.refresh_bindings()  # reply and send apply now
         customer = self.cache.customer(row.customer_id) or {}
@@ -120,7 +135,9 @@ class AgentDesk(App[None]):
         channels = self.cache.customer_channels(row.customer_id) or [row.channel]
         select = self.query_one("#channel", Select)
         select.set_options([(channel_label(c), c) for c in channels])
-        select.value = row.channel if row.channel in channels else channels[0]
+        draft_channel, draft = self.cache.latest_draft(row.id) or (row.channel, "")
+        select.value = draft_channel if draft_channel in channels else channels[0]
+        self.query_one("#reply", TextArea).load_text(draft)
         self.query_one("#composer-hint", Static).update(Text("ctrl+s sends · escape back to queue", style="dim"))
 
     def refresh_open_timeline(self) -> None:
@@ -144,8 +161,8 @@ class AgentDesk(App[None]):
         parts.append((f"  · {self.clock().astimezone():%H:%M}", "dim"))
         self.query_one("#status", Static).update(Text.assemble(*parts))
 
-    def on_sync_status(self, status: SyncStatus) -> None:
-        self.sync_status = status
+    def on_sync_status_changed(self, message: SyncStatusChanged) -> None:
+        status = self.sync_status = message.status
         for notice in status.notices:
             self.notify(clean(notice), severity="warning", timeout=8, markup=False)
         if status.changed:  # not per bootstrap page: the first load finishes sooner without repaints
@@ -164,6 +181,12 @@ class AgentDesk(App[None]):
 
     def on_queue_list_highlighted(self, message: QueueList.Highlighted) -> None:
         self.open_conversation(message.row)
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        """Autosave the draft a moment after typing stops."""
+        if self._draft_timer is not None:
+            self._draft_timer.stop()
+        self._draft_timer = self.set_timer(DRAFT_DEBOUNCE, self._stash_draft)
 
     def action_queue_move(self, delta: int) -> None:
         self.query_one(QueueList).move(delta)
@@ -187,15 +210,31 @@ class AgentDesk(App[None]):
         if self.open_row is None or not text:
             self.notify("Nothing to send: pick a conversation and write a reply first.", severity="warning")
             return
-        channel = self.query_one("#channel", Select).value
-        channel = channel if isinstance(channel, str) else self.open_row.channel
-        self.cache.queue_interaction(self.me, self.open_row.id, channel, text)
+        channel = self._channel()
+        try:
+            self.cache.queue_interaction(self.me, self.open_row.id, channel, text)
+        except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: the text stays in the composer
+            self.notify(f"Could not queue the reply: {exc}", severity="error", timeout=15, markup=False)
+            return
         reply.clear()
         self.refresh_open_timeline()
         self.refresh_status_counts()
         if self.engine is not None:
             self.engine.wake()
         self.notify(f"Reply queued on {CHANNEL_NAME.get(channel, channel)}.", timeout=3, markup=False)
+
+    def _channel(self) -> str:
+        value = self.query_one("#channel", Select).value
+        return value if isinstance(value, str) else (self.open_row.channel if self.open_row else "email")
+
+    def _stash_draft(self) -> None:
+        """Keep the composer's text with the conversation being left, so it never follows the agent."""
+        if self.open_row is None:
+            return
+        try:
+            self.cache.save_draft(self.open_row.id, self._channel(), self.query_one("#reply", TextArea).text)
+        except (sqlite3.Error, OSError) as exc:
+            self.notify(f"Could not save the draft: {exc}", severity="error", markup=False)
 
     def refresh_status_counts(self) -> None:
         self.sync_status.outbox = self.cache.outbox_count()

@@ -20,6 +20,14 @@ from agentdesk.tui.render import STATUS_ICON, channel_label, span
 DIRECTION = {"inbound": "←", "outbound": "→", "note": "✎"}
 
 
+def duration(seconds: object) -> str:
+    """Call length from channel metadata, which arrives from outside: anything unreadable shows as '?'."""
+    try:
+        return span(float(seconds or 0))
+    except (TypeError, ValueError, OverflowError):
+        return "?"
+
+
 def item_blocks(item: TimelineItem, customer: str, local: datetime) -> list[RenderableType]:
     """One interaction: a heading line and an indented body; untrusted parts only through safe_text."""
     who = safe_text(item.author_name or "Agent", "bold") if item.direction != "inbound" else safe_text(customer, "bold cyan")
@@ -34,8 +42,9 @@ def item_blocks(item: TimelineItem, customer: str, local: datetime) -> list[Rend
     body: list[Text] = []
     if item.channel == "phone":
         meta = item.meta
-        call = f"{meta.get('call_direction', '')} call · {span(float(meta.get('duration_s') or 0))}".strip(" ·")
-        body.append(Text.assemble((call.capitalize(), "magenta"), (" · ", "dim"), safe_text(meta.get("disposition", ""), "magenta")))
+        kind = str(meta.get("call_direction") or "") + " call"
+        direction = safe_text(kind[:1].upper() + kind[1:], "magenta", one_line=True, limit=30)
+        body.append(direction + Text.assemble((f" · {duration(meta.get('duration_s'))} · ", "magenta"), safe_text(meta.get("disposition", ""), "magenta", one_line=True, limit=40)))
     if item.subject:
         body.append(Text.assemble(("Subject: ", "dim"), safe_text(item.subject, "italic")))
     body.append(safe_text(item.text, "italic yellow" if item.direction == "note" else ""))
@@ -70,9 +79,6 @@ class Timeline(ScrollView, can_focus=True):
         self._blocks = blocks
         self._layout(force=True)
         self.scroll_end(animate=False)
-
-    def clear(self) -> None:
-        self.show("", [])
 
     def on_resize(self) -> None:
         self._layout()
