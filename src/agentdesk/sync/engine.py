@@ -99,7 +99,7 @@ class SyncEngine:
             self._identity_checked = True
         if cache.state("bootstrapped") != "1":
             self.bootstrap(cache)
-            changed = True
+            self._report(cache, online=True, changed=True)  # paint the loaded cache before pushing and pulling
         changed |= self.push(cache)
         changed |= self.pull(cache)
         self._report(cache, online=True, changed=changed, last_sync=utcnow())
