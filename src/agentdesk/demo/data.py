@@ -1691,7 +1691,6 @@ class _Generator:
     def message_events(self, channel: str, steps: tuple[str, ...], conv: Row, v: dict[str, Any],
                        lang: dict[str, Any], topic: _Topic, follow: bool) -> list[list[Any]]:
         rng = self.rng
-        native = lang is _EN
         events: list[list[Any]] = []
         offset = 0.0
         prev_role = ""

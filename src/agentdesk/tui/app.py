@@ -120,9 +120,7 @@ class AgentDesk(App[None]):
         self._stash_draft()
         self.open_row = row
         self.refresh_bindings()  # reply and send apply now
-        customer = self.cache.customer(row.customer_id) or {}
-        name = customer.get("display_name") or row.customer_name
-        self.query_one(Timeline).show(name, self.cache.timeline(row.customer_id))
+        name = self.refresh_open_timeline()
         conversation = self.cache.conversation(row.id) or {}
         title = Text.assemble(
             safe_text(name, "bold", one_line=True, limit=40),
@@ -140,11 +138,14 @@ class AgentDesk(App[None]):
         self.query_one("#reply", TextArea).load_text(draft)
         self.query_one("#composer-hint", Static).update(Text("ctrl+s sends · escape back to queue", style="dim"))
 
-    def refresh_open_timeline(self) -> None:
-        if self.open_row is not None:
-            customer = self.cache.customer(self.open_row.customer_id) or {}
-            name = customer.get("display_name") or self.open_row.customer_name
-            self.query_one(Timeline).show(name, self.cache.timeline(self.open_row.customer_id))
+    def refresh_open_timeline(self) -> str:
+        """Show the open conversation's customer's merged timeline; returns the customer's name."""
+        if self.open_row is None:
+            return ""
+        customer = self.cache.customer(self.open_row.customer_id) or {}
+        name = customer.get("display_name") or self.open_row.customer_name
+        self.query_one(Timeline).show(name, self.cache.timeline(self.open_row.customer_id))
+        return name
 
     def refresh_status(self) -> None:
         s = self.sync_status
