@@ -18,7 +18,7 @@ from agentdesk.store.cache import Cache
 from agentdesk.store.schema import MIRROR_TABLES
 from agentdesk.sync.client import AuthRejected, ServerUnavailable, SyncClient
 
-BOOTSTRAP_PAGE = 5000  # rows per bootstrap request: few round trips, bounded memory
+BOOTSTRAP_PAGE = 10000  # rows per bootstrap request: few round trips, bounded memory
 
 
 @dataclass
