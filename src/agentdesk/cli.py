@@ -41,6 +41,40 @@ def cmd_desk(args: argparse.Namespace) -> None:
         raise CommandError(str(exc)) from exc
 
 
+def cmd_sync(args: argparse.Namespace) -> None:
+    import json
+
+    from agentdesk.desk import DeskError, find_token, sync_forever, sync_once
+    from agentdesk.paths import data_dir
+
+    settings = _settings(args)
+    server_url = args.server or settings.desk.server_url
+    where = data_dir(args.data_dir or settings.desk.data_dir or None)
+    try:
+        token = find_token(server_url)
+        if not args.once:
+            sync_forever(settings, server_url, token, where, lambda status: print(_status_line(status), flush=True))
+            return
+        report = sync_once(settings, server_url, token, where)
+    except DeskError as exc:
+        raise CommandError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{report['agent']}: {report['conversations']:,} conversations, {report['interactions']:,} interactions, "
+            f"{report['queue']:,} in the queue, {report['outbox']} waiting to send"
+        )
+        for notice in report["notices"]:  # type: ignore[attr-defined]
+            print(notice, file=sys.stderr)
+
+
+def _status_line(status) -> str:  # noqa: ANN001 - SyncStatus is imported lazily
+    state = "online" if status.online else f"offline ({status.error})"
+    loading = f", loading {status.bootstrapping}" if status.bootstrapping else ""
+    return f"{state}, {status.outbox} waiting to send{loading}"
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from agentdesk.demo.launcher import DemoError, run_demo
     from agentdesk.desk import DeskError
@@ -130,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7, help="demo data seed (same seed, same day)")
     demo.set_defaults(func=cmd_demo)
+
+    sync = commands.add_parser("sync", parents=[config], help="keep the cache in step without the desk (for scripts and cache warming)")
+    sync.add_argument("--once", action="store_true", help="one round, then exit (non-zero with a one-line reason when the server cannot be reached)")
+    sync.add_argument("--json", action="store_true", help="with --once: print the result as one JSON object")
+    sync.set_defaults(func=cmd_sync)
 
     serve = commands.add_parser("serve", parents=[config], help="run the agentdesk server")
     serve.add_argument("--host", help="listen address (default from [server] host)")

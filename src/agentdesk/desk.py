@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING
 from agentdesk.config import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from agentdesk.store.cache import Identity
+    from agentdesk.sync.engine import SyncEngine, SyncStatus
     from agentdesk.tui.app import AgentDesk
 
 KEYRING_SERVICE = "agentdesk"
@@ -40,13 +44,12 @@ def find_token(server_url: str) -> str:
     return token
 
 
-def build_desk(settings: Settings, server_url: str, token: str, data_dir: Path) -> AgentDesk:
-    """The desk app for this server and token, with its sync engine, ready to run."""
+def open_engine(settings: Settings, server_url: str, token: str, data_dir: Path) -> tuple[SyncEngine, Identity]:
+    """The sync engine for this server and token's cache, and the agent it belongs to."""
     from agentdesk.store.cache import Cache
     from agentdesk.sync.account import NoAccount, resolve_account
     from agentdesk.sync.client import AuthRejected, ServerUnavailable, SyncClient
     from agentdesk.sync.engine import SyncEngine
-    from agentdesk.tui.app import AgentDesk
 
     try:
         client = SyncClient(server_url, token, timeout=settings.sync.request_timeout)
@@ -68,9 +71,50 @@ def build_desk(settings: Settings, server_url: str, token: str, data_dir: Path) 
     engine = SyncEngine(
         account.cache_path, client, page_size=settings.sync.page_size, poll_interval=settings.sync.poll_interval
     )
+    return engine, identity
+
+
+def build_desk(settings: Settings, server_url: str, token: str, data_dir: Path) -> AgentDesk:
+    """The desk app for this server and token, with its sync engine, ready to run."""
+    from agentdesk.tui.app import AgentDesk
+
+    engine, identity = open_engine(settings, server_url, token, data_dir)
     keymap = {spec.id: spec.keys for spec in settings.keymap_bindings()}
-    return AgentDesk(account.cache_path, identity, engine=engine, keymap=keymap, theme=settings.desk.theme)
+    return AgentDesk(engine.cache_path, identity, engine=engine, keymap=keymap, theme=settings.desk.theme)
 
 
 def run_desk(settings: Settings, server_url: str, token: str, data_dir: Path) -> None:
     build_desk(settings, server_url, token, data_dir).run()
+
+
+def sync_once(settings: Settings, server_url: str, token: str, data_dir: Path) -> dict[str, object]:
+    """One headless sync round (for scripts and cache warming); a one-line DeskError when it cannot."""
+    from agentdesk.store.cache import Cache
+    from agentdesk.sync.client import AuthRejected, ServerUnavailable
+
+    engine, identity = open_engine(settings, server_url, token, data_dir)
+    cache = Cache(engine.cache_path)
+    try:
+        engine.sync_once(cache)
+    except (ServerUnavailable, AuthRejected) as exc:
+        raise DeskError(str(exc)) from exc
+    finally:
+        engine.client.close()
+    report = {
+        "agent": identity.agent_name,
+        "cache": str(engine.cache_path),
+        "conversations": cache.db.execute("SELECT count(*) FROM conversations").fetchone()[0],
+        "interactions": cache.db.execute("SELECT count(*) FROM interactions").fetchone()[0],
+        "queue": cache.queue_count(identity),
+        "outbox": cache.outbox_count(),
+        "notices": engine.status.notices,
+    }
+    cache.close()
+    return report
+
+
+def sync_forever(settings: Settings, server_url: str, token: str, data_dir: Path, report: Callable[[SyncStatus], None]) -> None:
+    """Keep the cache in step without the desk, reporting each round, until interrupted."""
+    engine, _identity = open_engine(settings, server_url, token, data_dir)
+    engine.on_status = report
+    engine.run()
