@@ -69,6 +69,23 @@ def cmd_sync(args: argparse.Namespace) -> None:
             print(notice, file=sys.stderr)
 
 
+def cmd_message(args: argparse.Namespace) -> None:
+    from agentdesk.desk import DeskError, find_token, queue_message
+    from agentdesk.paths import data_dir
+
+    settings = _settings(args)
+    server_url = args.server or settings.desk.server_url
+    if not args.text.strip():
+        raise CommandError("--text is empty; there is nothing to send.")
+    try:
+        print(queue_message(
+            settings, server_url, find_token(server_url), data_dir(args.data_dir or settings.desk.data_dir or None),
+            args.conversation_id, args.text, channel=getattr(args, "channel", None), note=args.command == "note",
+        ))
+    except DeskError as exc:
+        raise CommandError(str(exc)) from exc
+
+
 def _status_line(status) -> str:  # noqa: ANN001 - SyncStatus is imported lazily
     state = "online" if status.online else f"offline ({status.error})"
     loading = f", loading {status.bootstrapping}" if status.bootstrapping else ""
@@ -169,6 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--once", action="store_true", help="one round, then exit (non-zero with a one-line reason when the server cannot be reached)")
     sync.add_argument("--json", action="store_true", help="with --once: print the result as one JSON object")
     sync.set_defaults(func=cmd_sync)
+
+    for name, what in (("reply", "queue a reply to the customer"), ("note", "queue an internal note")):
+        message = commands.add_parser(name, parents=[config], help=f"{what} (works offline; sent on the next sync)")
+        message.add_argument("conversation_id")
+        message.add_argument("--text", required=True)
+        if name == "reply":
+            message.add_argument("--channel", choices=("email", "sms", "whatsapp", "chat", "phone"), help="default: the conversation's")
+        message.set_defaults(func=cmd_message)
 
     serve = commands.add_parser("serve", parents=[config], help="run the agentdesk server")
     serve.add_argument("--host", help="listen address (default from [server] host)")

@@ -118,3 +118,23 @@ def sync_forever(settings: Settings, server_url: str, token: str, data_dir: Path
     engine, _identity = open_engine(settings, server_url, token, data_dir)
     engine.on_status = report
     engine.run()
+
+
+def queue_message(
+    settings: Settings, server_url: str, token: str, data_dir: Path, conversation_id: str, text: str, *,
+    channel: str | None = None, note: bool = False,
+) -> str:
+    """Queue a reply or note through the outbox (works offline); it goes out on the next sync."""
+    from agentdesk.store.cache import Cache
+
+    engine, identity = open_engine(settings, server_url, token, data_dir)
+    engine.client.close()
+    cache = Cache(engine.cache_path)
+    try:
+        conversation = cache.conversation(conversation_id)
+        if conversation is None:
+            raise DeskError(f"No conversation {conversation_id} in the cache; run `agentdesk sync --once` first.")
+        cache.queue_interaction(identity, conversation_id, channel or conversation["channel"], text, note=note)
+        return f"{'Note' if note else 'Reply'} queued ({cache.outbox_count()} waiting); it goes out on the next sync."
+    finally:
+        cache.close()

@@ -24,3 +24,22 @@ def test_sync_once_against_a_dead_server_fails_with_one_line(tmp_path, monkeypat
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("agentdesk: Cannot reach http://127.0.0.1:9 and there is no cache for this token yet")
+
+
+def test_reply_and_note_queue_offline_and_deliver_once_on_the_next_sync(live_server, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AGENTDESK_TOKEN", live_server.world.tokens["alice@example.com"])
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    base = ["--server", live_server.url, "--data-dir", str(tmp_path)]
+    conversation = live_server.world.conversations["maria-sms"]
+    assert main([*base, "sync", "--once"]) == 0
+    assert main([*base, "reply", conversation, "--text", "Scripted hello"]) == 0
+    assert main([*base, "note", conversation, "--text", "Scripted note"]) == 0
+    assert "queued (2 waiting)" in capsys.readouterr().out
+    assert live_server.interactions("Scripted hello") == []  # nothing left before the sync
+    assert main([*base, "sync", "--once"]) == 0
+    assert main([*base, "sync", "--once"]) == 0
+    [reply] = live_server.interactions("Scripted hello")
+    [note] = live_server.interactions("Scripted note")
+    assert (reply.channel, reply.direction, note.direction) == ("sms", "outbound", "note")
+    assert main([*base, "reply", "nope", "--text", "x"]) == 1
+    assert "No conversation nope" in capsys.readouterr().err
