@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from agentdesk import __version__
@@ -29,35 +30,45 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202 - Settings is imported 
         raise CommandError(str(exc), 2) from exc
 
 
-def cmd_desk(args: argparse.Namespace) -> None:
-    from agentdesk.desk import DeskError, find_token, run_desk
+def _desk_args(args: argparse.Namespace) -> tuple:
+    """Settings, server URL, token and data dir: what every command acting as the agent needs."""
+    from agentdesk.desk import find_token
     from agentdesk.paths import data_dir
 
     settings = _settings(args)
     server_url = args.server or settings.desk.server_url
+    where = data_dir(args.data_dir) if args.data_dir else settings.data_dir()
+    return settings, server_url, find_token(server_url), where
+
+
+@contextmanager
+def _desk_errors() -> Iterator[None]:
+    """A desk-side failure (no token, unreachable server, unknown conversation…) as one line."""
+    from agentdesk.desk import DeskError
+
     try:
-        run_desk(settings, server_url, find_token(server_url), data_dir(args.data_dir or settings.desk.data_dir or None))
+        yield
     except DeskError as exc:
         raise CommandError(str(exc)) from exc
+
+
+def cmd_desk(args: argparse.Namespace) -> None:
+    from agentdesk.desk import run_desk
+
+    with _desk_errors():
+        run_desk(*_desk_args(args))
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
     import json
 
-    from agentdesk.desk import DeskError, find_token, sync_forever, sync_once
-    from agentdesk.paths import data_dir
+    from agentdesk.desk import sync_forever, sync_once
 
-    settings = _settings(args)
-    server_url = args.server or settings.desk.server_url
-    where = data_dir(args.data_dir or settings.desk.data_dir or None)
-    try:
-        token = find_token(server_url)
+    with _desk_errors():
         if not args.once:
-            sync_forever(settings, server_url, token, where, lambda status: print(_status_line(status), flush=True))
+            sync_forever(*_desk_args(args), lambda status: print(_status_line(status), flush=True))
             return
-        report = sync_once(settings, server_url, token, where)
-    except DeskError as exc:
-        raise CommandError(str(exc)) from exc
+        report = sync_once(*_desk_args(args))
     if args.json:
         print(json.dumps(report))
     else:
@@ -70,20 +81,15 @@ def cmd_sync(args: argparse.Namespace) -> None:
 
 
 def cmd_message(args: argparse.Namespace) -> None:
-    from agentdesk.desk import DeskError, find_token, queue_message
-    from agentdesk.paths import data_dir
+    from agentdesk.desk import queue_message
 
-    settings = _settings(args)
-    server_url = args.server or settings.desk.server_url
     if not args.text.strip():
         raise CommandError("--text is empty; there is nothing to send.")
-    try:
+    with _desk_errors():
         print(queue_message(
-            settings, server_url, find_token(server_url), data_dir(args.data_dir or settings.desk.data_dir or None),
-            args.conversation_id, args.text, channel=getattr(args, "channel", None), note=args.command == "note",
+            *_desk_args(args), args.conversation_id, args.text,
+            channel=getattr(args, "channel", None), note=args.command == "note",
         ))
-    except DeskError as exc:
-        raise CommandError(str(exc)) from exc
 
 
 def _status_line(status) -> str:  # noqa: ANN001 - SyncStatus is imported lazily
@@ -93,13 +99,10 @@ def _status_line(status) -> str:  # noqa: ANN001 - SyncStatus is imported lazily
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from agentdesk.demo.launcher import DemoError, run_demo
-    from agentdesk.desk import DeskError
+    from agentdesk.demo.launcher import run_demo
 
-    try:
+    with _desk_errors():  # DemoError is a DeskError
         run_demo(lambda: _settings(args), args.demo_dir, seed=args.seed)
-    except (DemoError, DeskError) as exc:
-        raise CommandError(str(exc)) from exc
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

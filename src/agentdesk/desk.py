@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
-from agentdesk.config import Settings
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: `agentdesk demo` imports this before it starts its server
     from collections.abc import Callable
 
+    from agentdesk.config import Settings
     from agentdesk.store.cache import Identity
     from agentdesk.sync.engine import SyncEngine, SyncStatus
     from agentdesk.tui.app import AgentDesk

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from agentdesk.desk import DeskError
+
 if TYPE_CHECKING:
     from agentdesk.config import Settings
 
@@ -20,8 +22,8 @@ STARTUP_TIMEOUT = 60.0
 MARKER = ".agentdesk-demo"  # the demo wipes its folder's database: only ever one it made itself
 
 
-class DemoError(Exception):
-    pass
+class DemoError(DeskError):
+    """The demo could not start; the message says why."""
 
 
 def _read_port(proc: subprocess.Popen[str], log_path: Path) -> int:
