@@ -7,7 +7,6 @@ import hmac
 import secrets
 import uuid
 
-import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from agentdesk.server.models import Agent, AgentTeam, ApiToken
@@ -45,7 +44,3 @@ def agent_for_token(session: Session, token: str) -> Agent | None:
 def team_ids(session: Session, agent_id: str) -> list[str]:
     return list(session.exec(select(AgentTeam.team_id).where(AgentTeam.agent_id == agent_id)))
 
-
-def visible(team_column: sa.ColumnElement, teams: list[str]) -> sa.ColumnElement[bool]:
-    """Visibility filter: rows scoped to no team, or to one of the caller's teams."""
-    return sa.or_(team_column.is_(None), team_column.in_(teams))

@@ -1,32 +1,82 @@
-"""The change log: every domain write records its change in the same session, hence transaction."""
+"""The change log: every domain write records its change in the same session, hence transaction.
+
+Each change carries a visibility scope, read by pull (routes/sync.py):
+- conversations and interactions: the conversation's team;
+- customers, identities and merge suggestions: the customer, seen by every team holding one of the
+  customer's conversations;
+- teams, agents and memberships: everyone.
+
+On PostgreSQL, sequence values can commit out of order (seq 9 may commit after seq 10), and a pull that
+read 10 would then skip 9 forever. So every writing transaction takes one transaction-level advisory lock
+before it records a change: writers of the log commit in seq order. SQLite serialises writers anyway.
+"""
 
 from __future__ import annotations
 
-from sqlmodel import Session, SQLModel
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel, select
 
-from agentdesk.server.models import Change, Conversation, Interaction
+from agentdesk.server.models import Change, Conversation, Customer, Identity, Interaction, MergeSuggestion
 from agentdesk.server.wire import ENTITY_OF, wire_row
 
+_CHANGE_LOG_LOCK = 0x61646B  # "adk": the advisory lock key that orders change-log writers on PostgreSQL
 
-def scope_team(obj: SQLModel, session: Session) -> str | None:
-    """The team whose agents may see this row; None means every agent."""
+
+def begin_write(session: Session) -> None:
+    """Call first in a transaction that will record changes (before taking row locks, so no deadlock)."""
+    connection = session.connection()  # begins the transaction if none is open
+    transaction = session.get_transaction()
+    if session.info.get("change_log_transaction") is transaction:
+        return
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHANGE_LOG_LOCK})
+    session.info["change_log_transaction"] = transaction
+
+
+def _scope(obj: SQLModel, session: Session) -> dict[str, str | None]:
     if isinstance(obj, Conversation):
-        return obj.team_id
+        return {"team_id": obj.team_id}
     if isinstance(obj, Interaction):
         conversation = session.get(Conversation, obj.conversation_id)
-        return conversation.team_id if conversation else None
-    return None
+        return {"team_id": conversation.team_id if conversation else None}
+    if isinstance(obj, Customer):
+        return {"customer_id": obj.id}
+    if isinstance(obj, (Identity, MergeSuggestion)):
+        return {"customer_id": obj.customer_id}
+    return {}
 
 
 def record_upsert(session: Session, obj: SQLModel) -> None:
     """Add `obj` and its change-log entry to the session (committed together by the caller)."""
+    begin_write(session)
     session.add(obj)
-    session.add(
-        Change(
-            entity=ENTITY_OF[type(obj)],
-            entity_id=obj.id,  # type: ignore[attr-defined]
-            op="upsert",
-            data=wire_row(obj),
-            team_id=scope_team(obj, session),
-        )
-    )
+    session.add(Change(entity=ENTITY_OF[type(obj)], entity_id=obj.id, op="upsert", data=wire_row(obj), **_scope(obj, session)))  # type: ignore[attr-defined]
+
+
+def record_delete(session: Session, entity: str, entity_id: str, *, team_id: str | None = None) -> None:
+    """Tell the agents of `team_id` that a row left their view (a transfer) or is gone."""
+    begin_write(session)
+    session.add(Change(entity=entity, entity_id=entity_id, op="delete", team_id=team_id))
+
+
+def record_customer(session: Session, customer_id: str) -> None:
+    """Re-announce a customer and their identities, e.g. to a team that just got their first conversation.
+
+    Pull filters by who may see a customer *now*, but a team that gains a customer later has its cursor
+    past the customer's old changes, so they are recorded again.
+    """
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        return
+    record_upsert(session, customer)
+    for identity in session.exec(select(Identity).where(Identity.customer_id == customer_id)):
+        record_upsert(session, identity)
+
+
+def record_conversation_moved(session: Session, conversation: Conversation, old_team_id: str) -> None:
+    """A conversation changed team: the old team drops it, the new one receives it whole."""
+    record_delete(session, "conversations", conversation.id, team_id=old_team_id)
+    record_upsert(session, conversation)
+    for interaction in session.exec(select(Interaction).where(Interaction.conversation_id == conversation.id)):
+        record_upsert(session, interaction)
+    record_customer(session, conversation.customer_id)

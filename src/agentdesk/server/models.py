@@ -39,6 +39,13 @@ def _when(**kw: Any) -> Any:
 class Team(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     name: str = Field(unique=True)
+    active: bool = True
+    routing: str = "round_robin"  # round_robin | queue (see server/routing.py)
+    # The team's business calendar for SLA clocks, in the TOML shape of domain.business_hours.Calendar.from_config.
+    timezone: str = "UTC"
+    hours: dict[str, str] = Field(default_factory=dict, sa_type=sa.JSON)  # {} = Mon-Fri 09:00-17:00
+    holidays: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    last_assigned_id: str | None = None  # round-robin position
 
 
 class Agent(SQLModel, table=True):
@@ -46,6 +53,11 @@ class Agent(SQLModel, table=True):
     name: str
     email: str = Field(unique=True)
     role: str = "agent"  # agent | supervisor | admin
+    active: bool = True  # a disabled agent cannot sign in and is never routed to
+    skills: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    capacity: dict[str, int] = Field(default_factory=dict, sa_type=sa.JSON)  # channel -> open conversations at once
+    presence: str = "offline"  # available | away | offline (routing obeys it)
+    presence_at: datetime | None = _when(default=None)
     created_at: datetime = _when(default_factory=utcnow)
 
 
@@ -60,8 +72,11 @@ class AgentTeam(SQLModel, table=True):
 class ApiToken(SQLModel, table=True):
     __tablename__ = "api_token"
     id: str = Field(primary_key=True, max_length=32)
-    agent_id: str = Field(foreign_key="agent.id", index=True)
+    kind: str = "agent"  # agent | integration
+    agent_id: str | None = Field(default=None, foreign_key="agent.id", index=True)  # agent tokens
+    name: str | None = None  # integration tokens: the system that feeds us (a CRM, an IVR…)
     token_hash: str = Field(unique=True)  # sha256 of the token; the token itself is shown once
+    hint: str = ""  # the token's last characters, so an admin can tell tokens apart in a list
     created_at: datetime = _when(default_factory=utcnow)
     revoked_at: datetime | None = _when(default=None)
 
@@ -95,7 +110,15 @@ class Conversation(SQLModel, table=True):
     assignee_id: str | None = Field(default=None, foreign_key="agent.id", index=True)
     team_id: str = Field(foreign_key="team.id", index=True)
     subject: str | None = None
-    sla_due: datetime | None = _when(default=None)
+    tags: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    # SLA clocks (server/sla.py): sla_due is the earliest running target, so the queue sorts on one column.
+    sla_due: datetime | None = _when(default=None, index=True)
+    first_response_due: datetime | None = _when(default=None)
+    next_response_due: datetime | None = _when(default=None)
+    resolution_due: datetime | None = _when(default=None)
+    first_response_at: datetime | None = _when(default=None)
+    awaiting_since: datetime | None = _when(default=None)  # oldest inbound message not yet answered
+    closed_at: datetime | None = _when(default=None)
     snooze_until: datetime | None = _when(default=None)
     created_at: datetime = _when(default_factory=utcnow)
     updated_at: datetime = _when(default_factory=utcnow)
@@ -104,6 +127,9 @@ class Conversation(SQLModel, table=True):
 
 
 class Interaction(SQLModel, table=True):
+    # external_id: the sender's id (email Message-ID, Twilio MessageSid/CallSid, an integration's id), so a
+    # retried delivery is recognised and email replies thread by it.
+    __table_args__ = (sa.UniqueConstraint("channel", "external_id"),)
     id: str = Field(primary_key=True, max_length=32)
     conversation_id: str = Field(foreign_key="conversation.id", index=True)
     customer_id: str = Field(foreign_key="customer.id", index=True)
@@ -114,6 +140,7 @@ class Interaction(SQLModel, table=True):
     subject: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     delivery_status: str | None = None  # queued | sent | delivered | failed (outbound only)
+    external_id: str | None = Field(default=None, max_length=998)
     occurred_at: datetime = _when(default_factory=utcnow)
 
 
@@ -125,7 +152,11 @@ class Change(SQLModel, table=True):
     entity_id: str
     op: str  # upsert | delete
     data: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
-    team_id: str | None = Field(default=None, index=True)  # visibility scope; None = everyone
+    # Visibility scope (server/changes.py): a team's conversations, a customer's rows (seen by the teams
+    # that hold one of the customer's conversations), or one agent; all three None = every agent.
+    team_id: str | None = Field(default=None, index=True)
+    customer_id: str | None = Field(default=None, index=True)
+    agent_id: str | None = Field(default=None, index=True)
     created_at: datetime = _when(default_factory=utcnow)
 
 
@@ -138,3 +169,85 @@ class Mutation(SQLModel, table=True):
     status: str  # applied | rejected
     reason: str | None = None
     created_at: datetime = _when(default_factory=utcnow)
+
+
+class SlaBreach(SQLModel, table=True):
+    """A missed SLA target, recorded once with the moment it was missed, for reports."""
+
+    __tablename__ = "sla_breach"
+    __table_args__ = (sa.UniqueConstraint("conversation_id", "kind", "due_at"),)
+    id: str = Field(primary_key=True, max_length=32)
+    conversation_id: str = Field(foreign_key="conversation.id", index=True)
+    team_id: str = Field(foreign_key="team.id", index=True)
+    kind: str  # first_response | next_response | resolution
+    due_at: datetime = _when()
+    breached_at: datetime = _when(default_factory=utcnow)
+
+
+class SlaPolicy(SQLModel, table=True):
+    """Targets in business minutes for a channel and priority (None matches any); the most specific wins."""
+
+    __tablename__ = "sla_policy"
+    __table_args__ = (sa.UniqueConstraint("channel", "priority"),)
+    id: str = Field(primary_key=True, max_length=32)
+    channel: str | None = None
+    priority: str | None = None
+    first_response_minutes: float | None = None
+    next_response_minutes: float | None = None
+    resolution_minutes: float | None = None
+
+
+class RoutingRule(SQLModel, table=True):
+    """New inbound conversations go to the team of the first matching rule (by position)."""
+
+    __tablename__ = "routing_rule"
+    id: str = Field(primary_key=True, max_length=32)
+    position: int = 0
+    channel: str | None = None  # None matches every channel
+    keyword: str | None = None  # case-insensitive, in the subject or first message
+    team_id: str = Field(foreign_key="team.id")
+
+
+class MergeRecord(SQLModel, table=True):
+    """A customer merge, with what moved, so it can be undone exactly."""
+
+    __tablename__ = "merge_record"
+    id: str = Field(primary_key=True, max_length=32)
+    source_id: str = Field(foreign_key="customer.id", index=True)  # merged away
+    target_id: str = Field(foreign_key="customer.id", index=True)  # kept
+    moved: dict[str, list[str]] = Field(default_factory=dict, sa_type=sa.JSON)  # entity -> ids moved
+    agent_id: str | None = Field(default=None, foreign_key="agent.id")
+    created_at: datetime = _when(default_factory=utcnow)
+    undone_at: datetime | None = _when(default=None)
+
+
+class MergeSuggestion(SQLModel, table=True):
+    """Two customers that look like one person; offered to agents, never applied silently."""
+
+    __tablename__ = "merge_suggestion"
+    __table_args__ = (sa.UniqueConstraint("customer_id", "other_id"),)
+    id: str = Field(primary_key=True, max_length=32)
+    customer_id: str = Field(foreign_key="customer.id", index=True)
+    other_id: str = Field(foreign_key="customer.id", index=True)
+    reason: str  # e.g. "the phone number +14155550100 appears in an email signature"
+    status: str = "open"  # open | accepted | dismissed
+    created_at: datetime = _when(default_factory=utcnow)
+
+
+class Signal(SQLModel, table=True):
+    """Ephemeral live events (presence, viewing, typing) shared by every server process through the database."""
+
+    seq: int | None = Field(default=None, primary_key=True)
+    kind: str  # presence | viewing | typing
+    agent_id: str = Field(foreign_key="agent.id")
+    conversation_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    created_at: datetime = _when(default_factory=utcnow)
+
+
+class ServerState(SQLModel, table=True):
+    """Small server-wide values, e.g. the change-log compaction horizon."""
+
+    __tablename__ = "server_state"
+    key: str = Field(primary_key=True, max_length=64)
+    value: str

@@ -8,7 +8,16 @@ from typing import Any
 from sqlmodel import SQLModel
 
 from agentdesk.domain.clock import to_iso
-from agentdesk.server.models import Agent, AgentTeam, Conversation, Customer, Identity, Interaction, Team
+from agentdesk.server.models import (
+    Agent,
+    AgentTeam,
+    Conversation,
+    Customer,
+    Identity,
+    Interaction,
+    MergeSuggestion,
+    Team,
+)
 
 # Entity name on the wire -> table model. Order matters for bootstrap (parents first).
 ENTITIES: dict[str, type[SQLModel]] = {
@@ -19,6 +28,7 @@ ENTITIES: dict[str, type[SQLModel]] = {
     "identities": Identity,
     "conversations": Conversation,
     "interactions": Interaction,
+    "merge_suggestions": MergeSuggestion,
 }
 ENTITY_OF: dict[type[SQLModel], str] = {model: name for name, model in ENTITIES.items()}
 

@@ -142,6 +142,8 @@ class Cache:
                     continue
                 if change["op"] == "delete":
                     db.execute(f"DELETE FROM {entity} WHERE id = ?", (change["id"],))
+                    if entity == "conversations":  # transferred away: its messages leave with it
+                        db.execute("DELETE FROM interactions WHERE conversation_id = ?", (change["id"],))
                 else:
                     data = change["data"]  # JSON columns arrive parsed here; the cache keeps JSON text
                     values = [json.dumps(v) if isinstance(v, (list, dict)) else v for v in data.values()]
