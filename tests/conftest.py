@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -11,13 +14,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 import uvicorn
-from sqlmodel import select
+from sqlmodel import SQLModel, select
 
 from agentdesk.domain.clock import utcnow
 from agentdesk.server.admin import add_agent, add_team
 from agentdesk.server.app import create_app
 from agentdesk.server.auth import issue_token, new_id
-from agentdesk.server.db import make_engine, session
+from agentdesk.server.db import make_engine, migrate, session
 from agentdesk.server.models import Conversation, Customer, Identity, Interaction
 from agentdesk.server.run import bind
 
@@ -93,11 +96,67 @@ def start_server(engine: sa.Engine, world: World) -> tuple[LiveServer, uvicorn.S
     return LiveServer(f"http://127.0.0.1:{sock.getsockname()[1]}", engine, world), server, thread
 
 
+# The server tests run on SQLite, and also on PostgreSQL when AGENTDESK_TEST_POSTGRES_URL names one.
+POSTGRES_URL = os.environ.get("AGENTDESK_TEST_POSTGRES_URL", "")
+BACKENDS = ["sqlite", "postgresql"] if POSTGRES_URL else ["sqlite"]
+BOTH_BACKENDS_UNDER = ("server", "sync")  # test folders whose tests run on every backend
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_engine" in metafunc.fixturenames and metafunc.definition.path.parent.name in BOTH_BACKENDS_UNDER:
+        metafunc.parametrize("db_backend", BACKENDS, indirect=True)
+
+
 @pytest.fixture
-def db_engine(tmp_path: Path) -> sa.Engine:
-    engine = make_engine(f"sqlite:///{tmp_path / 'server.sqlite3'}")
-    create_app(engine)  # creates the schema
-    return engine
+def db_backend(request: pytest.FixtureRequest) -> str:
+    return getattr(request, "param", "sqlite")
+
+
+def postgres_schema_url(schema: str) -> str:
+    """The test database URL with its search_path set to `schema`."""
+    url = sa.engine.make_url(POSTGRES_URL)
+    return url.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite database per run, copied for each test (migrating each time costs ~0.1 s)."""
+    path = tmp_path_factory.mktemp("template") / "server.sqlite3"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    engine.dispose()  # checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> str:
+    """A fresh schema for this run, migrated once; each test then starts from empty tables."""
+    schema = f"adk_test_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(postgres_schema_url(schema))
+    migrate(engine)
+    engine.dispose()
+    yield schema
+    with admin.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def db_engine(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> sa.Engine:
+    if db_backend == "sqlite":
+        path = tmp_path / "server.sqlite3"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        engine = make_engine(f"sqlite:///{path}")
+    else:
+        engine = make_engine(postgres_schema_url(request.getfixturevalue("postgres_schema")))
+        tables = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    yield engine
+    engine.dispose()
 
 
 @pytest.fixture

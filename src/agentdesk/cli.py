@@ -115,6 +115,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from agentdesk.server.run import bind, serve
 
     engine = _engine(settings, make_engine)
+    if args.migrate_only:
+        print(f"Database schema is current ({engine.url!r})", file=sys.stderr)
+        return
     app = create_app(engine)
     try:
         sock = bind(host, port)
@@ -125,13 +128,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def _engine(settings, make_engine: Callable):  # noqa: ANN001, ANN202
+    """The server database, its schema created or upgraded to the newest migration."""
     import sqlalchemy as sa
+
+    from agentdesk.server.db import migrate
 
     url = settings.database_url()
     try:
         engine = make_engine(url, echo=settings.database.echo)
-        with engine.connect():
-            pass
+        migrate(engine)
     except (sa.exc.SQLAlchemyError, OSError, ModuleNotFoundError) as exc:
         raise CommandError(f"Cannot open the database {url!r}: {exc.__class__.__name__}: {str(exc).splitlines()[0]}") from exc
     return engine
@@ -139,10 +144,9 @@ def _engine(settings, make_engine: Callable):  # noqa: ANN001, ANN202
 
 def cmd_admin(args: argparse.Namespace) -> None:
     from agentdesk.server.admin import AdminError, add_agent, add_team, issue_agent_token
-    from agentdesk.server.db import create_schema, make_engine, session
+    from agentdesk.server.db import make_engine, session
 
     engine = _engine(_settings(args), make_engine)
-    create_schema(engine)
     try:
         with session(engine) as db:
             if args.admin_command == "team":
@@ -201,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", parents=[config], help="run the agentdesk server")
     serve.add_argument("--host", help="listen address (default from [server] host)")
     serve.add_argument("--port", type=int, help="listen port (default from [server] port)")
+    serve.add_argument("--migrate-only", action="store_true", help="create or upgrade the database schema, then exit")
     serve.set_defaults(func=cmd_serve)
 
     admin = commands.add_parser("admin", parents=[config], help="manage teams, agents and tokens")

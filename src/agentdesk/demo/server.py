@@ -31,10 +31,11 @@ def main(argv: list[str] | None = None) -> None:
     from agentdesk.demo.data import generate
     from agentdesk.demo.seed import seed_demo
     from agentdesk.server.app import create_app
-    from agentdesk.server.db import make_engine
+    from agentdesk.server.db import create_schema, make_engine
     from agentdesk.server.run import bind, serve
 
     engine = make_engine(fresh_database(args.data_dir))
+    create_schema(engine)
     app = create_app(engine)
     seed_demo(engine, generate(args.seed), token)
     sock = bind("127.0.0.1", 0)

@@ -37,7 +37,7 @@ _EMAIL_IN_TEXT = re.compile(r"[\w.%+'-]+@[\w-]+(?:\.[\w-]+)+")
 _DOMAIN_LABEL = re.compile(r"^[^\W_](?:[\w-]*[^\W_])?$")
 
 _PARSE_REASONS = {
-    NumberParseException.INVALID_COUNTRY_CODE: "unknown country code; start it with + and the country code",
+    NumberParseException.INVALID_COUNTRY_CODE: "unknown country code",
     NumberParseException.NOT_A_NUMBER: "not a number",
     NumberParseException.TOO_SHORT_AFTER_IDD: "too short",
     NumberParseException.TOO_SHORT_NSN: "too short",
@@ -48,7 +48,7 @@ _PHONE_REASONS = {
     ValidationResult.TOO_SHORT: "too short",
     ValidationResult.TOO_LONG: "too long",
     ValidationResult.INVALID_LENGTH: "wrong length for its country",
-    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "needs an area code",
+    ValidationResult.IS_POSSIBLE_LOCAL_ONLY: "too short; include the area code",
 }
 
 
@@ -78,6 +78,8 @@ def normalize_phone(raw: str, default_region: str = "US", *, strict: bool = Fals
     try:
         number = phonenumbers.parse(text, default_region)
     except NumberParseException as exc:
+        if exc.error_type == NumberParseException.INVALID_COUNTRY_CODE and not text.startswith("+"):
+            raise _phone_error(raw, "no country code; start it with +") from None
         raise _phone_error(raw, _PARSE_REASONS.get(exc.error_type, "unreadable")) from None
     # Length check only by default: metadata lags real allocations and rejects reserved fictional
     # ranges (Ofcom's 07700 900xxx, used by our demo data); a right-length unassigned number just matches nobody.
@@ -100,11 +102,15 @@ def normalize_email(raw: str) -> str:
     `jane@` as different mailboxes, but no mainstream provider does, and agents expect a case-blind match.
     """
     text = _MAILTO.sub("", raw or "", count=1).strip()
-    if len(getaddresses([text])) != 1:
-        raise _email_error(raw, "more than one address")
+    if not text:
+        raise _email_error(raw, "empty")
+    if len(getaddresses([text])) > 1:  # "a@b.com, c@d.com"; parseaddr would quietly keep the first
+        raise _email_error(raw, "more than one address" if "," in text else "needs exactly one @")
     address = parseaddr(text)[1].strip()
     if not address:
-        raise _email_error(raw, "empty" if not text else "unreadable")
+        raise _email_error(raw, "unreadable")
+    if address not in text:  # parseaddr silently drops spaces: "jane@exa mple.com" -> "jane@example.com"
+        raise _email_error(raw, "contains spaces")
     if address.count("@") != 1:
         raise _email_error(raw, "needs exactly one @")
     if len(address) > EMAIL_MAX_LEN:

@@ -29,7 +29,39 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objec
     cur.close()
 
 
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x61646B6D  # "adkm"
+
+
+def _alembic_config(connection: sa.Connection):  # noqa: ANN202 - alembic is imported lazily
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Create or upgrade the schema to the newest migration (what the server does on start)."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":  # two servers starting at once migrate one after the other
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        command.upgrade(_alembic_config(connection), "head")
+
+
+def new_migration(engine: sa.Engine, message: str) -> None:
+    """Developers: write a migration for what the models have and the database has not (autogenerate)."""
+    from alembic import command
+
+    with engine.begin() as connection:
+        command.revision(_alembic_config(connection), message=message, autogenerate=True)
+
+
 def create_schema(engine: sa.Engine) -> None:
+    """The tables without migration history, for a throwaway database (the demo's): faster to start."""
     SQLModel.metadata.create_all(engine)
 
 

@@ -36,6 +36,12 @@ def _when(**kw: Any) -> Any:
     return Field(sa_type=UTCDateTime, **kw)
 
 
+# A log position: 64-bit on PostgreSQL; on SQLite an INTEGER PRIMARY KEY (the rowid), declared
+# AUTOINCREMENT so a compacted-away maximum is never handed out again.
+SEQ_TYPE = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_LOG_TABLE_ARGS = {"sqlite_autoincrement": True}
+
+
 class Team(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=32)
     name: str = Field(unique=True)
@@ -147,7 +153,8 @@ class Interaction(SQLModel, table=True):
 class Change(SQLModel, table=True):
     """The change log: written in the same transaction as the domain write it describes."""
 
-    seq: int | None = Field(default=None, primary_key=True)
+    __table_args__ = _LOG_TABLE_ARGS
+    seq: int | None = Field(default=None, primary_key=True, sa_type=SEQ_TYPE)
     entity: str
     entity_id: str
     op: str  # upsert | delete
@@ -237,7 +244,8 @@ class MergeSuggestion(SQLModel, table=True):
 class Signal(SQLModel, table=True):
     """Ephemeral live events (presence, viewing, typing) shared by every server process through the database."""
 
-    seq: int | None = Field(default=None, primary_key=True)
+    __table_args__ = _LOG_TABLE_ARGS
+    seq: int | None = Field(default=None, primary_key=True, sa_type=SEQ_TYPE)
     kind: str  # presence | viewing | typing
     agent_id: str = Field(foreign_key="agent.id")
     conversation_id: str | None = None
