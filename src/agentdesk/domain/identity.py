@@ -12,7 +12,12 @@ import unicodedata
 from email.utils import getaddresses, parseaddr
 
 import phonenumbers
-from phonenumbers import Leniency, NumberParseException, PhoneNumberFormat, ValidationResult
+from phonenumbers import (
+    Leniency,
+    NumberParseException,
+    PhoneNumberFormat,
+    ValidationResult,
+)
 
 # "whatsapp" stays a recognised kind because DESIGN §4 lists it (older rows may carry it), but
 # `normalize_address` never produces it: WhatsApp numbers are phone numbers.

@@ -8,7 +8,9 @@ Each change carries a visibility scope, read by pull (routes/sync.py):
 
 On PostgreSQL, sequence values can commit out of order (seq 9 may commit after seq 10), and a pull that
 read 10 would then skip 9 forever. So every writing transaction takes one transaction-level advisory lock
-before it records a change: writers of the log commit in seq order. SQLite serialises writers anyway.
+before it records a change: writers of the log commit in seq order. On SQLite, which has one writer at a
+time anyway, the transaction takes the write lock up front, so its reads cannot go stale before it writes.
+Either way a writer that calls `begin_write` first sees no concurrent write between its reads and commit.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def begin_write(session: Session) -> None:
         return
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHANGE_LOG_LOCK})
+    elif connection.dialect.name == "sqlite":
+        connection.exec_driver_sql("DELETE FROM server_state WHERE 0")  # a write: BEGIN + the write lock, now
     session.info["change_log_transaction"] = transaction
 
 

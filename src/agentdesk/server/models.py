@@ -116,6 +116,7 @@ class Conversation(SQLModel, table=True):
     assignee_id: str | None = Field(default=None, foreign_key="agent.id", index=True)
     team_id: str = Field(foreign_key="team.id", index=True)
     subject: str | None = None
+    thread_key: str | None = Field(default=None, index=True)  # a chat session id: one session, one conversation
     tags: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     # SLA clocks (server/sla.py): sla_due is the earliest running target, so the queue sorts on one column.
     sla_due: datetime | None = _when(default=None, index=True)

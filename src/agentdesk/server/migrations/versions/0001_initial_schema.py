@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 16:34:38.642726
 
 """
 from typing import Sequence, Union
@@ -130,6 +129,7 @@ def upgrade() -> None:
     sa.Column('assignee_id', sa.String(), nullable=True),
     sa.Column('team_id', sa.String(), nullable=False),
     sa.Column('subject', sa.String(), nullable=True),
+    sa.Column('thread_key', sa.String(), nullable=True),
     sa.Column('tags', sa.JSON(), nullable=False),
     sa.Column('sla_due', sa.DateTime(timezone=True), nullable=True),
     sa.Column('first_response_due', sa.DateTime(timezone=True), nullable=True),
@@ -153,6 +153,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_conversation_customer_id'), ['customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_conversation_sla_due'), ['sla_due'], unique=False)
         batch_op.create_index(batch_op.f('ix_conversation_team_id'), ['team_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_conversation_thread_key'), ['thread_key'], unique=False)
 
     op.create_table('identity',
     sa.Column('id', sa.String(32), nullable=False),
@@ -302,6 +303,7 @@ def downgrade() -> None:
 
     op.drop_table('identity')
     with op.batch_alter_table('conversation', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_conversation_thread_key'))
         batch_op.drop_index(batch_op.f('ix_conversation_team_id'))
         batch_op.drop_index(batch_op.f('ix_conversation_sla_due'))
         batch_op.drop_index(batch_op.f('ix_conversation_customer_id'))
