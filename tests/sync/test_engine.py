@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from agentdesk.server.changes import record_upsert
+from agentdesk.server.models import Conversation
 from agentdesk.store.cache import Cache
 from agentdesk.sync.client import ServerUnavailable, SyncClient
 from agentdesk.sync.engine import SyncEngine
@@ -103,3 +105,28 @@ def test_a_full_disk_keeps_the_cache_usable(live_server, tmp_path):
         cache.queue_interaction(cache.identity(), live_server.world.conversations["maria-sms"], "sms", big)
     assert not cache.db.in_transaction
     assert cache.outbox_count() == 0
+
+
+def test_a_cursor_behind_compaction_reloads_and_keeps_the_outbox(live_server, tmp_path):
+    """After the server compacts its change log, an old cache bootstraps again, losing nothing queued."""
+    from datetime import timedelta
+
+    from agentdesk.server.compaction import compact
+    from agentdesk.server.db import session as server_session
+
+    cache_path = tmp_path / "cache.sqlite3"
+    token = live_server.world.tokens["alice@example.com"]
+    SyncEngine(cache_path, SyncClient(live_server.url, token)).sync_once(Cache(cache_path))
+    maria = live_server.world.conversations["maria-email"]
+    with server_session(live_server.engine) as db:  # a change the old cache has not seen, then compaction
+        conversation = db.get(Conversation, maria)
+        conversation.subject = "renamed while the desk was closed"
+        record_upsert(db, conversation)
+        db.commit()
+        assert compact(db, keep=timedelta(0))[0] > 0
+    cache = Cache(cache_path)
+    cache.queue_interaction(cache.identity(), maria, "email", "queued before the reset")
+    SyncEngine(cache_path, SyncClient(live_server.url, token)).sync_once(cache)
+    assert cache.db.execute("SELECT subject FROM conversations WHERE id = ?", (maria,)).fetchone()[0] == "renamed while the desk was closed"
+    assert cache.outbox_count() == 0
+    assert len(live_server.interactions("queued before the reset")) == 1

@@ -127,6 +127,13 @@ class Cache:
             self.upsert_rows(db, entity, columns, rows)
             self.set_state(f"bootstrap.{entity}", "done" if next_after is None else f"after:{next_after}", db)
 
+    def reset_mirror(self) -> None:
+        """Forget the server's data (kept: outbox, drafts, notices), so the next sync bootstraps afresh."""
+        with self.write() as db:
+            for table in MIRROR_TABLES:
+                db.execute(f"DELETE FROM {table}")
+            db.execute("DELETE FROM sync_state WHERE key IN ('cursor', 'bootstrapped') OR key LIKE 'bootstrap.%'")
+
     def finish_bootstrap(self, cursor: str) -> None:
         with self.write() as db:
             _run_script(db, INDEXES)

@@ -15,6 +15,10 @@ class AuthRejected(Exception):
     """The server refused the token."""
 
 
+class ResetRequired(Exception):
+    """The cache is older than the server's change history (compacted): it must bootstrap again."""
+
+
 class SyncClient:
     def __init__(self, server_url: str, token: str, timeout: float = 10.0) -> None:
         try:
@@ -36,6 +40,8 @@ class SyncClient:
             raise ServerUnavailable(f"{self.http.base_url} unreachable ({type(exc).__name__})") from exc
         if response.status_code == 401:
             raise AuthRejected("The server refused the API token (401). Check AGENTDESK_TOKEN or run `agentdesk login`.")
+        if response.status_code == 410:
+            raise ResetRequired(_detail(response))
         if response.status_code >= 400:
             raise ServerUnavailable(f"{method} {path} answered {response.status_code}: {response.text[:200]}")
         try:
@@ -54,3 +60,11 @@ class SyncClient:
 
     def push(self, mutations: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self._call("POST", "/api/v1/sync/push", json={"mutations": mutations})["results"]
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail")
+    except ValueError:
+        detail = None
+    return detail.get("message", str(detail)) if isinstance(detail, dict) else str(detail or response.text[:200])

@@ -16,7 +16,7 @@ from pathlib import Path
 from agentdesk.domain.clock import utcnow
 from agentdesk.store.cache import Cache
 from agentdesk.store.schema import MIRROR_TABLES
-from agentdesk.sync.client import AuthRejected, ServerUnavailable, SyncClient
+from agentdesk.sync.client import AuthRejected, ResetRequired, ServerUnavailable, SyncClient
 
 BOOTSTRAP_PAGE = 10000  # rows per bootstrap request: few round trips, bounded memory
 
@@ -101,7 +101,13 @@ class SyncEngine:
             self.bootstrap(cache)
             self._report(cache, online=True, changed=True)  # paint the loaded cache before pushing and pulling
         changed |= self.push(cache)
-        changed |= self.pull(cache)
+        try:
+            changed |= self.pull(cache)
+        except ResetRequired:
+            # The server compacted its history past our cursor: reload everything (outbox and drafts stay).
+            cache.reset_mirror()
+            self.bootstrap(cache)
+            changed = True
         self._report(cache, online=True, changed=changed, last_sync=utcnow())
 
     def bootstrap(self, cache: Cache) -> None:
