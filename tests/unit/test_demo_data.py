@@ -192,10 +192,10 @@ def test_new_tag_means_recently_created(data: DemoData) -> None:
 def test_identities(data: DemoData) -> None:
     assert len({(i["kind"], i["address"]) for i in data.identities}) == len(data.identities)
     kinds = Counter(i["kind"] for i in data.identities)
-    assert set(kinds) == {"phone", "email", "chat", "whatsapp"}
+    assert set(kinds) == {"phone", "email", "chat"}  # WhatsApp uses the phone identity
     for ident in data.identities:
         address = ident["address"]
-        if ident["kind"] in ("phone", "whatsapp"):
+        if ident["kind"] == "phone":
             assert E164.match(address), address
         elif ident["kind"] == "email":
             assert address == address.lower() and address.isascii()
@@ -250,7 +250,7 @@ def test_channels_match_the_customer_identities(data: DemoData) -> None:
     kinds: dict[str, set[str]] = defaultdict(set)
     for ident in data.identities:
         kinds[ident["customer_id"]].add(ident["kind"])
-    needs = {"email": "email", "phone": "phone", "sms": "phone", "whatsapp": "whatsapp", "chat": "chat"}
+    needs = {"email": "email", "phone": "phone", "sms": "phone", "whatsapp": "phone", "chat": "chat"}
     for conv in data.conversations:
         assert needs[conv["channel"]] in kinds[conv["customer_id"]], conv["channel"]
 

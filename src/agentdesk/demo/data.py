@@ -1256,11 +1256,14 @@ class _Generator:
                 c.email = address
                 self.identity(c, "email", address)
             if rng.random() < 0.42:
+                # WhatsApp rides on a phone number: the customer's own, or a phone identity of its own
+                # (one number, one customer, whether it texts, calls or writes on WhatsApp).
                 c.whatsapp = c.phone or self.phone_number(country)
-                if ("whatsapp", c.whatsapp) in self.used:
-                    c.whatsapp = None
-                else:
-                    self.identity(c, "whatsapp", c.whatsapp)
+                if c.whatsapp != c.phone:
+                    if ("phone", c.whatsapp) in self.used:
+                        c.whatsapp = None
+                    else:
+                        self.identity(c, "phone", c.whatsapp)
             if rng.random() < 0.6 or not (c.phone or c.email):
                 address = f"chat:visitor-{self.hex(4)}"
                 while ("chat", address) in self.used:
