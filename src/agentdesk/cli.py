@@ -38,7 +38,33 @@ def _desk_args(args: argparse.Namespace) -> tuple:
     settings = _settings(args)
     server_url = args.server or settings.desk.server_url
     where = data_dir(args.data_dir) if args.data_dir else settings.data_dir()
-    return settings, server_url, find_token(server_url), where
+    return settings, server_url, find_token(server_url, where), where
+
+
+def cmd_login(args: argparse.Namespace) -> None:
+    """Ask for the token (or read it from stdin), check it with the server, keep it, read it back."""
+    import getpass
+
+    from agentdesk.paths import data_dir
+    from agentdesk.sync.client import AuthRejected, ServerUnavailable, SyncClient
+    from agentdesk.sync.credentials import CredentialError, store_token
+
+    settings = _settings(args)
+    server_url = args.server or settings.desk.server_url
+    where = data_dir(args.data_dir) if args.data_dir else settings.data_dir()
+    token = (getpass.getpass(f"API token for {server_url}: ") if sys.stdin.isatty() else sys.stdin.readline()).strip()
+    if not token:
+        raise CommandError("No token given; paste the token your admin issued (agentdesk admin token issue EMAIL).")
+    try:
+        client = SyncClient(server_url, token, timeout=settings.sync.request_timeout)
+        try:
+            me = client.me()
+        finally:
+            client.close()
+        place = store_token(server_url, token, where, file_store=args.file_store)
+    except (ServerUnavailable, AuthRejected, CredentialError) as exc:
+        raise CommandError(str(exc)) from exc
+    print(f"Logged in to {server_url} as {me['name']} <{me['email']}>; the token is kept in {place}.", file=sys.stderr)
 
 
 @contextmanager
@@ -118,12 +144,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if args.migrate_only:
         print(f"Database schema is current ({engine.url!r})", file=sys.stderr)
         return
-    app = create_app(engine)
+    from agentdesk.paths import config_file
+    from agentdesk.server.declared import DeclaredError
+
+    try:
+        app = create_app(engine, settings=settings)
+    except DeclaredError as exc:
+        raise CommandError(f"{args.config or config_file()}: {exc}", 2) from exc
     try:
         sock = bind(host, port)
     except OSError as exc:
         raise CommandError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     print(f"agentdesk server on http://{host}:{sock.getsockname()[1]} (database {engine.url!r})", file=sys.stderr)
+    if changed := {kind: n for kind, n in app.state.declared.items() if n}:
+        print("Applied declared configuration: " + ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in changed.items()), file=sys.stderr)
     serve(app, sock)
 
 
@@ -188,6 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--seed", type=int, default=7, help="demo data seed (same seed, same day)")
     demo.set_defaults(func=cmd_demo)
+
+    login = commands.add_parser("login", parents=[config], help="check an API token with the server and keep it in the keyring")
+    login.add_argument("--file-store", action="store_true", help="keep it in a file readable only by you (when there is no keyring)")
+    login.set_defaults(func=cmd_login)
 
     sync = commands.add_parser("sync", parents=[config], help="keep the cache in step without the desk (for scripts and cache warming)")
     sync.add_argument("--once", action="store_true", help="one round, then exit (non-zero with a one-line reason when the server cannot be reached)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,32 +13,20 @@ if TYPE_CHECKING:  # annotations only: `agentdesk demo` imports this before it s
     from agentdesk.sync.engine import SyncEngine, SyncStatus
     from agentdesk.tui.app import AgentDesk
 
-KEYRING_SERVICE = "agentdesk"
 
 
 class DeskError(Exception):
     """Why the desk cannot open, in words for the agent."""
 
 
-def find_token(server_url: str) -> str:
-    """AGENTDESK_TOKEN wins; otherwise the token `agentdesk login` stored in the keyring."""
-    if token := os.environ.get("AGENTDESK_TOKEN", "").strip():
-        return token
-    try:
-        import keyring
+def find_token(server_url: str, data_dir: Path) -> str:
+    """AGENTDESK_TOKEN wins; otherwise the token `agentdesk login` stored (keyring or opted-in file)."""
+    from agentdesk.sync.credentials import CredentialError, load_token
 
-        token = keyring.get_password(KEYRING_SERVICE, server_url)
-    except Exception as exc:  # any backend failure: no keyring daemon, locked store…
-        raise DeskError(
-            f"No API token: AGENTDESK_TOKEN is not set and the keyring could not be read ({exc}). "
-            "Set AGENTDESK_TOKEN to the token your admin issued."
-        ) from exc
-    if not token:
-        raise DeskError(
-            f"No API token for {server_url}: set AGENTDESK_TOKEN to the token your admin issued "
-            "(agentdesk admin token issue EMAIL)."
-        )
-    return token
+    try:
+        return load_token(server_url, data_dir)
+    except CredentialError as exc:
+        raise DeskError(str(exc)) from exc
 
 
 def open_engine(settings: Settings, server_url: str, token: str, data_dir: Path) -> tuple[SyncEngine, Identity]:
