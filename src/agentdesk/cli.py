@@ -176,23 +176,149 @@ def _engine(settings, make_engine: Callable):  # noqa: ANN001, ANN202
     return engine
 
 
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    """An aligned plain-text table; every cell is made inert (names are untrusted text, DESIGN §6)."""
+    from agentdesk.domain.text import clean_line
+
+    cells = [headers, *[[clean_line("" if cell is None else cell, 60) for cell in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def _when(value) -> str:  # noqa: ANN001 - datetime or None
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value is not None else ""
+
+
+def _capacity_arg(text: str) -> tuple[str, int]:
+    channel, sep, limit = text.partition("=")
+    if not sep or not channel.strip() or not limit.strip().isdigit():
+        raise CommandError(f"capacity: expected CHANNEL=N such as email=5 or '*=3', got {text!r}")
+    return channel.strip(), int(limit)
+
+
+def _print_agents(db) -> None:  # noqa: ANN001 - Session is imported lazily
+    from agentdesk.server.admin import list_agents
+
+    rows = [
+        [i.agent.email, i.agent.name, i.agent.role, "yes" if i.agent.active else "no", ",".join(i.teams),
+         ",".join(i.agent.skills), ",".join(f"{k}={v}" for k, v in i.agent.capacity.items()), i.agent.id]
+        for i in list_agents(db)
+    ]
+    print(_table(["EMAIL", "NAME", "ROLE", "ENABLED", "TEAMS", "SKILLS", "CAPACITY", "ID"], rows))
+
+
+def _print_teams(db) -> None:  # noqa: ANN001
+    from agentdesk.server.admin import list_teams
+
+    rows = [
+        [i.team.name, "yes" if i.team.active else "no", i.team.routing, i.team.timezone, i.members, i.team.id]
+        for i in list_teams(db)
+    ]
+    print(_table(["NAME", "ENABLED", "ROUTING", "TIMEZONE", "MEMBERS", "ID"], rows))
+
+
+def _print_tokens(db) -> None:  # noqa: ANN001
+    from agentdesk.server.admin import list_tokens
+
+    rows = [
+        [i.token.id, i.token.kind, i.agent_email or i.token.name, "…" + i.token.hint, _when(i.token.created_at),
+         _when(i.token.revoked_at) or "-"]
+        for i in list_tokens(db)
+    ]
+    print(_table(["ID", "KIND", "FOR", "ENDS", "CREATED", "REVOKED"], rows))
+
+
+def _admin_agent(db, args: argparse.Namespace) -> None:  # noqa: ANN001
+    from agentdesk.server import admin
+
+    verb = args.verb
+    if verb == "list":
+        _print_agents(db)
+        return
+    if verb == "add":
+        capacity = dict(_capacity_arg(text) for text in args.capacity or [])
+        agent = admin.add_agent(db, args.name, args.email, role=args.role, teams=args.team or [], skills=args.skill or [],
+                                capacity=capacity)
+        print(f"Added agent {agent.name} <{agent.email}> ({agent.id})", file=sys.stderr)
+        return
+    if verb in ("disable", "enable"):
+        agent = admin.set_agent_active(db, args.agent, verb == "enable")
+        print(f"{verb.capitalize()}d agent {agent.email}", file=sys.stderr)
+    elif verb == "skills":
+        agent = admin.set_agent_skills(db, args.agent, args.skills)
+        print(f"Skills of {agent.email}: {', '.join(agent.skills) or '(none)'}", file=sys.stderr)
+    elif verb == "capacity":
+        agent = admin.set_agent_capacity(db, args.agent, dict(_capacity_arg(text) for text in args.limits))
+        limits = ", ".join(f"{k}={v}" for k, v in agent.capacity.items()) or "(the default)"
+        print(f"Capacity of {agent.email}: {limits}", file=sys.stderr)
+    elif verb == "role":
+        agent = admin.set_agent_role(db, args.agent, args.role)
+        print(f"{agent.email} is now {agent.role}", file=sys.stderr)
+    elif verb == "join":
+        admin.add_agent_to_team(db, args.agent, args.team)
+        print(f"Added {args.agent} to team {args.team}", file=sys.stderr)
+    else:  # leave
+        admin.remove_agent_from_team(db, args.agent, args.team)
+        print(f"Removed {args.agent} from team {args.team}", file=sys.stderr)
+
+
+def _admin_team(db, args: argparse.Namespace) -> None:  # noqa: ANN001
+    from agentdesk.server import admin
+
+    if args.verb == "list":
+        _print_teams(db)
+    elif args.verb == "add":
+        team = admin.add_team(db, args.name, routing=args.routing, timezone=args.timezone)
+        print(f"Added team {team.name} ({team.id})", file=sys.stderr)
+    else:
+        team = admin.set_team_active(db, args.name, args.verb == "enable")
+        print(f"{args.verb.capitalize()}d team {team.name}", file=sys.stderr)
+
+
+def _admin_token(db, args: argparse.Namespace) -> None:  # noqa: ANN001
+    from agentdesk.server import admin
+
+    if args.verb == "list":
+        _print_tokens(db)
+    elif args.verb == "issue":
+        if (args.email is None) == (args.integration is None):
+            raise CommandError("token issue: give an agent's EMAIL or --integration NAME (one of them)")
+        row, token = admin.issue(db, agent=args.email, integration=args.integration)
+        print(token)  # the only line on stdout, so scripts can capture it
+        owner = f"integration {row.name!r}" if row.kind == "integration" else args.email
+        print(f"Issued a token for {owner} (id {row.id}); it is shown only this once.", file=sys.stderr)
+    else:  # revoke
+        row = admin.revoke_token(db, args.id)
+        print(f"Revoked token {row.id} (…{row.hint})", file=sys.stderr)
+
+
+def _admin_compact(db, args: argparse.Namespace) -> None:  # noqa: ANN001
+    from datetime import timedelta
+
+    from agentdesk.server.compaction import compact
+
+    if args.keep_days < 0:
+        raise CommandError(f"--keep-days must be 0 or more, got {args.keep_days}")
+    removed, horizon = compact(db, timedelta(days=args.keep_days))
+    if removed:
+        print(f"Removed {removed:,} changes older than {args.keep_days} days; desks behind change {horizon:,} will bootstrap again.")
+    else:
+        print(f"Removed 0 changes: none is older than {args.keep_days} days (horizon stays at change {horizon:,}).")
+
+
 def cmd_admin(args: argparse.Namespace) -> None:
-    from agentdesk.server.admin import AdminError, add_agent, add_team, issue_agent_token
+    from agentdesk.server.admin import AdminError
     from agentdesk.server.db import make_engine, session
 
     engine = _engine(_settings(args), make_engine)
+    run = {"agent": _admin_agent, "team": _admin_team, "token": _admin_token, "compact": _admin_compact}[args.admin_command]
     try:
         with session(engine) as db:
-            if args.admin_command == "team":
-                team = add_team(db, args.name)
-                print(f"Added team {team.name} ({team.id})", file=sys.stderr)
-            elif args.admin_command == "agent":
-                agent = add_agent(db, args.name, args.email, args.team, args.role)
-                print(f"Added agent {agent.name} <{agent.email}> ({agent.id})", file=sys.stderr)
-            else:
-                print(issue_agent_token(db, args.email))
+            run(db, args)
     except AdminError as exc:
         raise CommandError(str(exc)) from exc
+    finally:
+        engine.dispose()
 
 
 def cmd_config_check(args: argparse.Namespace) -> None:
@@ -248,16 +374,50 @@ def build_parser() -> argparse.ArgumentParser:
 
     admin = commands.add_parser("admin", parents=[config], help="manage teams, agents and tokens")
     admin_commands = admin.add_subparsers(dest="admin_command", metavar="WHAT", required=True)
-    team = admin_commands.add_parser("team", help="teams").add_subparsers(dest="verb", required=True)
-    team.add_parser("add", help="add a team").add_argument("name")
-    agent = admin_commands.add_parser("agent", help="agents").add_subparsers(dest="verb", required=True)
+    team = admin_commands.add_parser("team", help="teams").add_subparsers(dest="verb", metavar="VERB", required=True)
+    team.add_parser("list", help="list teams as a table")
+    team_add = team.add_parser("add", help="add a team")
+    team_add.add_argument("name")
+    team_add.add_argument("--routing", default="round_robin", choices=("round_robin", "queue"),
+                          help="round_robin: hand new conversations to available agents in turn; queue: leave them in the queue")
+    team_add.add_argument("--timezone", default="UTC", help="IANA time zone of the team's business hours (default UTC)")
+    for verb, what in (("disable", "stop routing new conversations to a team"), ("enable", "route to a team again")):
+        team.add_parser(verb, help=what).add_argument("name", help="team name or id")
+
+    agent = admin_commands.add_parser("agent", help="agents").add_subparsers(dest="verb", metavar="VERB", required=True)
+    agent.add_parser("list", help="list agents with teams, skills and capacity as a table")
     agent_add = agent.add_parser("add", help="add an agent")
     agent_add.add_argument("--name", required=True)
     agent_add.add_argument("--email", required=True)
-    agent_add.add_argument("--team", help="team name")
+    agent_add.add_argument("--team", action="append", metavar="TEAM", help="team name (repeat for several)")
     agent_add.add_argument("--role", default="agent", choices=("agent", "supervisor", "admin"))
-    token = admin_commands.add_parser("token", help="API tokens").add_subparsers(dest="verb", required=True)
-    token.add_parser("issue", help="issue a token; prints it as the only line on stdout").add_argument("email")
+    agent_add.add_argument("--skill", action="append", metavar="SKILL", help="a skill such as spanish (repeat for several)")
+    agent_add.add_argument("--capacity", action="append", metavar="CHANNEL=N", help="open conversations at once, e.g. email=5 ('*' = any channel)")
+    for verb, what in (("disable", "disable an agent: their tokens stop working and routing skips them"), ("enable", "enable an agent again")):
+        agent.add_parser(verb, help=what).add_argument("agent", metavar="EMAIL", help="agent email or id")
+    skills = agent.add_parser("skills", help="replace an agent's skills (none given: clear them)")
+    skills.add_argument("agent", metavar="EMAIL")
+    skills.add_argument("skills", nargs="*", metavar="SKILL")
+    capacity = agent.add_parser("capacity", help="replace an agent's capacity per channel (none given: the default)")
+    capacity.add_argument("agent", metavar="EMAIL")
+    capacity.add_argument("limits", nargs="*", metavar="CHANNEL=N")
+    role = agent.add_parser("role", help="change an agent's role")
+    role.add_argument("agent", metavar="EMAIL")
+    role.add_argument("role", choices=("agent", "supervisor", "admin"))
+    for verb, what in (("join", "add an agent to a team"), ("leave", "remove an agent from a team")):
+        membership = agent.add_parser(verb, help=what)
+        membership.add_argument("agent", metavar="EMAIL")
+        membership.add_argument("team", metavar="TEAM")
+
+    token = admin_commands.add_parser("token", help="API tokens").add_subparsers(dest="verb", metavar="VERB", required=True)
+    issue = token.add_parser("issue", help="issue a token; prints it as the only line on stdout (shown once)")
+    issue.add_argument("email", nargs="?", help="the agent the token acts as")
+    issue.add_argument("--integration", metavar="NAME", help="issue an integration token for the system NAME instead")
+    token.add_parser("list", help="list tokens (never the tokens themselves)")
+    token.add_parser("revoke", help="revoke a token at once").add_argument("id", help="token id (or a unique prefix of 6+ characters)")
+
+    compact = admin_commands.add_parser("compact", help="drop old change-log entries (desks further behind re-bootstrap)")
+    compact.add_argument("--keep-days", type=int, required=True, metavar="N", help="keep the last N days of changes")
     admin.set_defaults(func=cmd_admin)
 
     config_cmd = commands.add_parser("config", help="configuration tools")

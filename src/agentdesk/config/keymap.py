@@ -17,18 +17,27 @@ class KeySpec:
     id: str
     keys: str  # comma-separated Textual key names
     action: str  # Textual action on the app
-    description: str
+    description: str  # the footer's and the command palette's title
     show: bool = True  # listed in the footer
+    help: str = ""  # a sentence for the help screen and the palette
 
 
 DEFAULT_KEYMAP: tuple[KeySpec, ...] = (
-    KeySpec("app.quit", "q", "quit", "Quit"),
-    KeySpec("queue.down", "j,down", "queue_move(1)", "Next", show=False),
-    KeySpec("queue.up", "k,up", "queue_move(-1)", "Previous", show=False),
-    KeySpec("queue.open", "enter", "open_conversation", "Open"),
-    KeySpec("reply.focus", "r", "focus_reply", "Reply"),
-    KeySpec("reply.send", "ctrl+s,ctrl+enter", "send_reply", "Send"),
-    KeySpec("queue.focus", "escape", "focus_queue", "Queue", show=False),
+    KeySpec("app.quit", "q", "quit", "Quit", help="Quit the desk (queued work stays in the outbox)"),
+    KeySpec("app.help", "?", "help", "Keys", help="List every key binding"),
+    KeySpec("queue.down", "j,down,]", "queue_move(1)", "Next conversation", show=False, help="Open the next conversation in the queue"),
+    KeySpec("queue.up", "k,up,[", "queue_move(-1)", "Previous conversation", show=False, help="Open the previous conversation in the queue"),
+    KeySpec("queue.open", "enter", "open_conversation", "Open", help="Open the highlighted conversation and read its timeline"),
+    KeySpec("reply.focus", "r", "focus_reply", "Reply", help="Write a reply to the open conversation"),
+    KeySpec("reply.send", "ctrl+s,ctrl+enter", "send_reply", "Send", help="Send what is in the composer"),
+    KeySpec("queue.focus", "escape", "focus_queue", "Queue", show=False, help="Back to the queue"),
+    KeySpec("conversation.assign", "a", "assign_to_me", "Assign to me", help="Take the open conversation"),
+    KeySpec("conversation.close", "e", "set_status('closed')", "Close", help="Close the open conversation (done)"),
+    KeySpec("conversation.reopen", "o", "set_status('open')", "Reopen", help="Reopen a closed or snoozed conversation"),
+    KeySpec("conversation.snooze", "s", "snooze", "Snooze", help="Hide the conversation until a time you pick"),
+    KeySpec("conversation.priority", "p", "priority", "Priority", show=False, help="Set the priority: low, normal, high or urgent"),
+    KeySpec("conversation.tag", "t", "tag", "Tag", show=False, help="Add a tag (or remove one: -tag)"),
+    KeySpec("conversation.transfer", "T", "transfer", "Transfer", show=False, help="Hand the conversation to another team or agent"),
 )
 
 BINDING_IDS: frozenset[str] = frozenset(spec.id for spec in DEFAULT_KEYMAP)

@@ -21,11 +21,12 @@ import unicodedata
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import replace
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -35,6 +36,7 @@ from pydantic_settings import (
 
 from agentdesk import paths
 from agentdesk.config.keymap import BINDING_IDS, DEFAULT_KEYMAP, KeySpec
+from agentdesk.domain.business_hours import DAY_NAMES, Calendar
 
 ENV_PREFIX = "AGENTDESK_"
 ENV_NESTED_DELIMITER = "__"
@@ -274,6 +276,8 @@ class ServerConfig(_Section):
     port: Annotated[int, _reject_bool("an integer"), Field(ge=0, le=65_535)] = 8765
     public_url: Annotated[str, AfterValidator(_optional_http_url)] = ""  # "" = http://host:port
     max_body_bytes: Annotated[int, _reject_bool("an integer"), Field(ge=1)] = 1_048_576
+    rate_limit_per_second: PositiveFloat = 50.0  # per API token, refilled continuously
+    rate_limit_burst: Annotated[int, _reject_bool("an integer"), Field(ge=1)] = 200  # requests a token may make at once
 
 
 class DatabaseConfig(_Section):
@@ -289,6 +293,134 @@ class IdentityConfig(_Section):
     default_region: Annotated[str, AfterValidator(_region)] = "US"
 
 
+# --------------------------------------------------------------------------------------------
+# Declared server data: teams, SLA policies, routing rules (applied on start by server/declared.py)
+
+CHANNELS: tuple[str, ...] = ("email", "sms", "whatsapp", "chat", "phone")
+PRIORITIES: tuple[str, ...] = ("low", "normal", "high", "urgent")
+TEAM_ROUTING: tuple[str, ...] = ("round_robin", "queue")
+
+
+def _choice(choices: tuple[str, ...]) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in choices:
+            hint = _did_you_mean(value, choices)
+            raise ValueError(f"expected one of {', '.join(choices)}, got {show_value(value)}{hint}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        hint = _did_you_mean(value, available_timezones())
+        raise ValueError(f'expected an IANA time zone such as "Europe/London", got {show_value(value)}{hint}') from None
+    return value
+
+
+def _hours(value: dict[str, str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for day, span in value.items():
+        name = day.lower()
+        if name not in DAY_NAMES:
+            hint = _did_you_mean(name, DAY_NAMES)
+            raise ValueError(f"unknown day {show_value(day)}{hint}; days are {', '.join(DAY_NAMES)}")
+        try:
+            Calendar.from_config("UTC", {name: span})
+        except ValueError as exc:
+            raise ValueError(f"{name}: {str(exc).split(': ', 1)[-1]}") from None
+        out[name] = span.strip()
+    return out
+
+
+def _holiday(value: Any) -> str:
+    if isinstance(value, date) and not isinstance(value, datetime):  # a bare TOML date
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            Calendar.from_config("UTC", {"mon": "00:00-24:00"}, [value])
+            return value
+        except ValueError:
+            pass
+    raise ValueError(f"expected a date like 2026-12-25 or \"2026-12-25\", got {show_value(value)}")
+
+
+def _minutes(value: float) -> float:
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"expected a number of minutes greater than 0, got {show_value(value)}")
+    return value
+
+
+Channel = Annotated[str, _choice(CHANNELS)]
+Priority = Annotated[str, _choice(PRIORITIES)]
+Minutes = Annotated[float, _reject_bool("a number of minutes"), AfterValidator(_minutes)]
+
+
+class TeamDecl(_Section):
+    """One ``[[teams]]`` entry: a team, created or updated by name when the server starts."""
+
+    name: NonEmptyStr
+    timezone: Annotated[str, AfterValidator(_timezone)] = "UTC"
+    hours: Annotated[dict[str, str], AfterValidator(_hours)] = Field(default_factory=dict)  # {} = Mon-Fri 09:00-17:00 (server/sla.py)
+    holidays: list[Annotated[str, BeforeValidator(_holiday)]] = Field(default_factory=list)
+    routing: Annotated[str, _choice(TEAM_ROUTING)] = "round_robin"
+
+
+class SlaPolicyDecl(_Section):
+    """One ``[[sla.policies]]`` entry: targets in business minutes for a channel and priority (absent = any)."""
+
+    channel: Channel | None = None
+    priority: Priority | None = None
+    first_response: Minutes | None = None
+    next_response: Minutes | None = None
+    resolution: Minutes | None = None
+
+    @model_validator(mode="after")
+    def _has_a_target(self) -> SlaPolicyDecl:
+        if self.first_response is None and self.next_response is None and self.resolution is None:
+            raise ValueError("a policy needs at least one of first_response, next_response, resolution (minutes)")
+        return self
+
+
+class SlaConfig(_Section):
+    """``[sla]``: SLA policies, the most specific matching policy wins."""
+
+    policies: list[SlaPolicyDecl] = Field(default_factory=list)  # [[sla.policies]]
+
+    @field_validator("policies")
+    @classmethod
+    def _one_policy_per_key(cls, policies: list[SlaPolicyDecl]) -> list[SlaPolicyDecl]:
+        first: dict[tuple[str | None, str | None], int] = {}
+        for number, policy in enumerate(policies, 1):
+            key = (policy.channel, policy.priority)
+            if key in first:
+                raise ValueError(
+                    f"[[sla.policies]] number {number} has the same channel ({policy.channel or 'any'}) and priority "
+                    f"({policy.priority or 'any'}) as number {first[key]}; merge them"
+                )
+            first[key] = number
+        return policies
+
+
+class RoutingRuleDecl(_Section):
+    """One ``[[routing.rules]]`` entry: new conversations matching it go to `team` (first match wins)."""
+
+    channel: Channel | None = None
+    keyword: NonEmptyStr | None = None  # case-insensitive, in the subject or first message
+    team: NonEmptyStr
+
+
+class RoutingConfig(_Section):
+    """``[routing]``: rules that pick a new conversation's team, in order."""
+
+    rules: list[RoutingRuleDecl] = Field(default_factory=list)  # [[routing.rules]]
+    return_after_minutes: PositiveFloat = 5.0  # an agent away/offline this long: their unanswered conversations go back
+
+
 SECTION_MODELS: dict[str, type[BaseModel] | None] = {
     "desk": DeskConfig,
     "sync": SyncConfig,
@@ -296,6 +428,8 @@ SECTION_MODELS: dict[str, type[BaseModel] | None] = {
     "server": ServerConfig,
     "database": DatabaseConfig,
     "identity": IdentityConfig,
+    "sla": SlaConfig,
+    "routing": RoutingConfig,
 }
 
 
@@ -360,6 +494,22 @@ class Settings(BaseSettings):
     server: ServerConfig = Field(default_factory=ServerConfig)
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     identity: IdentityConfig = Field(default_factory=IdentityConfig)
+    teams: list[TeamDecl] = Field(default_factory=list)  # [[teams]]
+    sla: SlaConfig = Field(default_factory=SlaConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+
+    @field_validator("teams")
+    @classmethod
+    def _one_declaration_per_team(cls, teams: list[TeamDecl]) -> list[TeamDecl]:
+        first: dict[str, int] = {}
+        for number, team in enumerate(teams, 1):
+            if team.name in first:
+                raise ValueError(
+                    f"[[teams]] number {number} declares {team.name!r} again (first in number {first[team.name]}); "
+                    "declare each team once"
+                )
+            first[team.name] = number
+        return teams
 
     @classmethod
     def settings_customise_sources(

@@ -1,4 +1,9 @@
-"""Agent API tokens: random, stored as a SHA-256 hash, shown once, checked in constant time."""
+"""API tokens: random, stored as a SHA-256 hash, shown once, checked in constant time.
+
+Two kinds: an *agent* token acts as one agent (the desk, the CLI); an *integration* token belongs to a
+system that feeds conversations in (a CRM, an IVR) and may only call the integration endpoints. Tokens
+travel only in the `Authorization: Bearer` header, never in a URL, so no access log can hold one.
+"""
 
 from __future__ import annotations
 
@@ -22,25 +27,70 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def issue_token(session: Session, agent: Agent, token: str | None = None) -> str:
-    """Store a new token's hash for `agent` and return the token (the only time it exists in clear)."""
+HINT_LENGTH = 4  # the token's last characters kept in clear, so an admin can tell tokens apart
+
+
+def new_token(session: Session, *, kind: str, agent_id: str | None = None, name: str | None = None,
+              token: str | None = None) -> tuple[ApiToken, str]:
+    """Store a new token's hash and return the row and the token (the only time it exists in clear)."""
     token = token or TOKEN_PREFIX + secrets.token_urlsafe(32)
-    session.add(ApiToken(id=new_id(), agent_id=agent.id, token_hash=hash_token(token)))
-    return token
+    row = ApiToken(id=new_id(), kind=kind, agent_id=agent_id, name=name, token_hash=hash_token(token),
+                   hint=token[-HINT_LENGTH:])
+    session.add(row)
+    return row, token
 
 
-def agent_for_token(session: Session, token: str) -> Agent | None:
+def issue_token(session: Session, agent: Agent, token: str | None = None) -> str:
+    """A new agent token for `agent` (added to the session; the caller commits)."""
+    return new_token(session, kind="agent", agent_id=agent.id, token=token)[1]
+
+
+def issue_integration_token(session: Session, name: str, token: str | None = None) -> str:
+    """A new integration token for the system called `name` (added to the session; the caller commits)."""
+    return new_token(session, kind="integration", name=name, token=token)[1]
+
+
+def _live_token(session: Session, token: str, kind: str) -> ApiToken | None:
+    """The unrevoked token row of `kind` whose hash matches, compared in constant time."""
     digest = hash_token(token)
     row = session.exec(
-        select(ApiToken, Agent).join(Agent, Agent.id == ApiToken.agent_id).where(
+        select(ApiToken).where(
             ApiToken.token_hash == digest, ApiToken.revoked_at.is_(None)  # type: ignore[union-attr]
         )
     ).first()
-    if row is None or not hmac.compare_digest(row[0].token_hash, digest):
+    if row is None or not hmac.compare_digest(row.token_hash, digest) or row.kind != kind:
         return None
-    return row[1]
+    return row
+
+
+def agent_for_token(session: Session, token: str) -> Agent | None:
+    """The agent of an unrevoked agent token, if that agent is enabled; None for anything else."""
+    row = _live_token(session, token, "agent")
+    if row is None or row.agent_id is None:
+        return None
+    agent = session.get(Agent, row.agent_id)
+    return agent if agent is not None and agent.active else None
+
+
+def integration_for_token(session: Session, token: str) -> ApiToken | None:
+    """The row of an unrevoked integration token; None for agent tokens and anything else."""
+    return _live_token(session, token, "integration")
 
 
 def team_ids(session: Session, agent_id: str) -> list[str]:
     return list(session.exec(select(AgentTeam.team_id).where(AgentTeam.agent_id == agent_id)))
 
+
+
+def refusal(session: Session, token: str | None, wanted: str) -> str:
+    """Why `token` cannot act as a `wanted` ("agent" | "integration") caller, in words for the caller."""
+    row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(token))).first() if token else None
+    if row is None:
+        return "Missing or invalid API token; send it as 'Authorization: Bearer <token>'."
+    if row.revoked_at is not None:
+        return "This API token was revoked; ask an admin for a new one."
+    if row.kind != wanted:
+        if wanted == "agent":
+            return "This is an integration token; it can only call the integration endpoints."
+        return "This is an agent token; this endpoint needs an integration token (agentdesk admin token issue --integration NAME)."
+    return "This agent account is disabled; ask an admin to enable it."

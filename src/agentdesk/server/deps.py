@@ -1,8 +1,8 @@
-"""FastAPI dependencies: the database session and the calling agent."""
+"""FastAPI dependencies: the database session, the calling agent (and its role), the calling integration."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,9 +10,10 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
-from agentdesk.server.auth import agent_for_token, team_ids
+from agentdesk.server.admin import ROLES
+from agentdesk.server.auth import agent_for_token, integration_for_token, refusal, team_ids
 from agentdesk.server.db import session as open_session
-from agentdesk.server.models import Agent
+from agentdesk.server.models import Agent, ApiToken
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -32,15 +33,52 @@ def get_caller(
     session: Annotated[Session, Depends(get_session)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    agent = agent_for_token(session, credentials.credentials) if credentials else None
+    token = credentials.credentials if credentials else None
+    agent = agent_for_token(session, token) if token else None
     if agent is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "Missing or invalid API token.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise _unauthorized(refusal(session, token, "agent"))
     return Caller(agent=agent, teams=team_ids(session, agent.id))
+
+
+def _unauthorized(message: str) -> HTTPException:
+    return HTTPException(status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def get_integration(
+    session: Annotated[Session, Depends(get_session)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiToken:
+    """The calling integration's token row (its `name` says which system); 401 for anything else."""
+    token = credentials.credentials if credentials else None
+    row = integration_for_token(session, token) if token else None
+    if row is None:
+        raise _unauthorized(refusal(session, token, "integration"))
+    return row
+
+
+
+def require_role(*roles: str) -> Callable[[Caller], Caller]:
+    """A dependency admitting agents whose role is one of `roles` (403 otherwise); yields the Caller.
+
+        AdminDep = Annotated[Caller, Depends(require_role("admin"))]
+    """
+    unknown = [role for role in roles if role not in ROLES]
+    if not roles or unknown:
+        raise ValueError(f"require_role needs roles from {ROLES}, got {roles!r}")
+    wanted = " or ".join(roles)
+
+    def check(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+        if caller.agent.role not in roles:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"This needs the {wanted} role; you are signed in as {caller.agent.role}."
+            )
+        return caller
+
+    return check
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
+IntegrationDep = Annotated[ApiToken, Depends(get_integration)]
+AdminDep = Annotated[Caller, Depends(require_role("admin"))]
+SupervisorDep = Annotated[Caller, Depends(require_role("supervisor", "admin"))]

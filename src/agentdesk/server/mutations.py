@@ -1,33 +1,167 @@
-"""Push: intent mutations from clients, each applied at most once by its client mutation id."""
+"""Push: intent mutations from clients, each applied at most once by its client mutation id.
+
+Each kind has an argument model (extra="forbid": no mass assignment) and one small applier in `APPLIERS`.
+`apply` takes the change-log lock (`changes.begin_write`) first, before any read, so on PostgreSQL writers
+queue on it before they lock rows, and what they then read is fresh. Anything the caller may not see is
+rejected with the same words as something that does not exist.
+
+Concurrency: a conversation changes only through `_update`, a compare-and-set on its version
+(UPDATE … WHERE id = :id AND version = :read [AND assignee_id IS NULL]); when the row changed since it was
+read, the whole mutation runs again from fresh reads, so its preconditions are checked anew and the loser of
+a race gets a real reason ("Alice Ward took this conversation first."). Customers have no version: their
+row is locked with a no-op UPDATE and read again under the lock before it is changed.
+
+Permissions: an agent acts on the conversations of their teams. While a conversation is unassigned, any
+agent of its team may assign it to themselves or to another active member of the team (help desks let
+colleagues hand work to each other); `transfer` re-assigns deliberately. Unassigning someone else's
+conversation takes a supervisor or admin.
+"""
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
-from typing import Any, Literal
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import sqlalchemy as sa
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlmodel import Session, SQLModel, select
 
 from agentdesk.domain.clock import utcnow
-from agentdesk.server.changes import record_upsert
-from agentdesk.server.models import Agent, Conversation, Interaction, Mutation
+from agentdesk.server import sla
+from agentdesk.server.changes import begin_write, record_conversation_moved, record_customer, record_delete, record_upsert
+from agentdesk.server.models import (
+    Agent,
+    AgentTeam,
+    Conversation,
+    Customer,
+    Identity,
+    Interaction,
+    MergeRecord,
+    MergeSuggestion,
+    Mutation,
+    Team,
+)
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
+_ATTEMPTS = 8  # compare-and-set retries of one mutation before it is rejected as contended
 
 
 class Rejected(Exception):
     """A mutation that cannot apply; its message is shown to the agent."""
 
 
-class ReplyArgs(BaseModel):
+class _Conflict(Exception):
+    """A row changed between its read and its compare-and-set: the mutation runs again from fresh reads."""
+
+
+def _normal_tag(value: str) -> str:
+    tag = value.strip().lower()
+    if not 1 <= len(tag) <= 50:
+        raise ValueError("a tag has 1 to 50 characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in tag):
+        raise ValueError("a tag cannot contain control or invisible characters")
+    return tag
+
+
+Tag = Annotated[str, AfterValidator(_normal_tag)]
+RowId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class _Args(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    conversation_id: str
+
+
+class ConversationArgs(_Args):
+    """unassign; the base of every conversation mutation."""
+
+    conversation_id: RowId
+    expected_version: int | None = None  # the version the agent saw: reject if the conversation moved on
+
+
+class ReplyArgs(ConversationArgs):
     interaction_id: str = Field(pattern=_ID.pattern)  # the client's id for the new interaction
     channel: Literal["phone", "email", "chat", "sms", "whatsapp"]
     text: str = Field(min_length=1, max_length=100_000)
     subject: str | None = Field(default=None, max_length=1000)
+
+
+class AssignArgs(ConversationArgs):
+    agent_id: RowId
+
+
+class TransferArgs(ConversationArgs):
+    to_agent_id: RowId | None = None
+    to_team_id: RowId | None = None
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> TransferArgs:
+        if self.to_agent_id is None and self.to_team_id is None:
+            raise ValueError("name a team (to_team_id) or an agent (to_agent_id) to transfer to")
+        return self
+
+
+class StatusArgs(ConversationArgs):
+    status: Literal["open", "pending", "closed"]
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class SnoozeArgs(ConversationArgs):
+    until: Annotated[datetime, AfterValidator(_as_utc)]  # ISO 8601; without an offset it is UTC
+
+
+class PriorityArgs(ConversationArgs):
+    priority: Literal["low", "normal", "high", "urgent"]
+
+
+class TagArgs(_Args):
+    """tag / untag: a conversation's tags, or (with customer_id instead) a customer's."""
+
+    tag: Tag
+    conversation_id: RowId | None = None
+    customer_id: RowId | None = None
+    expected_version: int | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TagArgs:
+        if (self.conversation_id is None) == (self.customer_id is None):
+            raise ValueError("give either conversation_id or customer_id")
+        if self.customer_id is not None and self.expected_version is not None:
+            raise ValueError("expected_version applies to conversations only")
+        return self
+
+
+class EditCustomerArgs(_Args):
+    """Only these fields of a customer can be edited; a field left out (or null) stays as it is."""
+
+    customer_id: RowId
+    display_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    first_name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)] | None = None
+    notes: str | None = Field(default=None, max_length=20_000)
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+    tags: list[Tag] | None = Field(default=None, max_length=100)
+
+
+class MergeArgs(_Args):
+    source_id: RowId  # merged away
+    target_id: RowId  # kept
+    merge_id: str = Field(pattern=_ID.pattern)  # the client's id for the merge, so it can be undone
+
+
+class UnmergeArgs(_Args):
+    merge_id: str = Field(pattern=_ID.pattern)
+
+
+class SuggestionArgs(_Args):
+    suggestion_id: RowId
 
 
 class MutationIn(BaseModel):
@@ -43,18 +177,134 @@ class MutationResult(BaseModel):
     reason: str | None = None
 
 
-def _conversation(session: Session, agent_teams: list[str], conversation_id: str) -> Conversation:
-    conversation = session.get(Conversation, conversation_id)
-    if conversation is None or conversation.team_id not in agent_teams:
-        raise Rejected("That conversation no longer exists or is not visible to you.")
+@dataclass(frozen=True)
+class _Ctx:
+    """One attempt at one mutation: the caller, their teams, and the moment it applies."""
+
+    session: Session
+    agent: Agent
+    teams: list[str]
+    now: datetime
+
+
+_C = Conversation.__table__.c  # type: ignore[attr-defined]
+_SLA_FIELDS = {"status", "priority", "team_id"}  # a change to any of these moves the SLA clocks
+
+
+def _gone(what: str) -> Rejected:
+    """The one answer for missing and not-visible alike, so a rejection never tells which."""
+    return Rejected(f"That {what} no longer exists or is not visible to you.")
+
+
+def _expect_version(conversation: Conversation, expected: int | None) -> None:
+    if expected is not None and expected != conversation.version:
+        raise Rejected(f"This conversation changed since you opened it (version {expected}, now {conversation.version}).")
+
+
+def _conversation(ctx: _Ctx, conversation_id: str, expected_version: int | None = None) -> Conversation:
+    """A conversation in one of the caller's teams, at the version the caller expects (if they said)."""
+    conversation = ctx.session.get(Conversation, conversation_id)
+    if conversation is None or conversation.team_id not in ctx.teams:
+        raise _gone("conversation")
+    _expect_version(conversation, expected_version)
     return conversation
 
 
-def _add_interaction(session: Session, agent: Agent, teams: list[str], args: ReplyArgs, direction: str) -> None:
-    conversation = _conversation(session, teams, args.conversation_id)
+def _compare_and_set(session: Session, row: SQLModel, *where: sa.ColumnElement[bool], **values: Any) -> None:
+    """UPDATE the row SET values WHERE its id and `where` still hold; if they no longer do, run again."""
+    table = type(row).__table__  # type: ignore[attr-defined]
+    result = session.execute(sa.update(table).where(table.c.id == row.id, *where).values(**values))  # type: ignore[attr-defined]
+    if result.rowcount != 1:
+        raise _Conflict
+    for key, value in values.items():
+        set_committed_value(row, key, value)
+
+
+def _update(
+    session: Session,
+    now: datetime,
+    conversation: Conversation,
+    values: dict[str, Any],
+    *,
+    guard: sa.ColumnElement[bool] | None = None,
+    hook: Callable[[Session, Conversation, datetime], None] | None = None,
+) -> bool:
+    """The one way a conversation changes: bump version and updated_at by compare-and-set, apply `values`,
+    move the SLA clocks, record the change (as a move when the team changed). False: nothing to change."""
+    changes = {key: value for key, value in values.items() if getattr(conversation, key) != value}
+    if not changes and hook is None:
+        return False
+    where = [_C.version == conversation.version] + ([guard] if guard is not None else [])
+    _compare_and_set(session, conversation, *where, version=conversation.version + 1, updated_at=now)
+    old_team_id = conversation.team_id
+    for key, value in changes.items():
+        setattr(conversation, key, value)
+    if hook is not None:
+        hook(session, conversation, now)
+    if changes.keys() & _SLA_FIELDS:
+        sla.on_status(session, conversation, now)
+    if conversation.team_id != old_team_id:
+        record_conversation_moved(session, conversation, old_team_id)
+    else:
+        record_upsert(session, conversation)
+    return True
+
+
+def _lock_customer(ctx: _Ctx, customer_id: str) -> Customer | None:
+    """Lock the customer's row (a no-op UPDATE), then read it afresh: no lost update between read and write."""
+    table = Customer.__table__  # type: ignore[attr-defined]
+    ctx.session.execute(sa.update(table).where(table.c.id == customer_id).values(merged_into=table.c.merged_into))
+    return ctx.session.get(Customer, customer_id, populate_existing=True)
+
+
+def _teams_seeing(session: Session, customer_id: str) -> set[str]:
+    """A customer is visible to the teams that hold one of their conversations."""
+    return set(session.exec(select(Conversation.team_id).where(Conversation.customer_id == customer_id)))
+
+
+def _customer(ctx: _Ctx, customer_id: str, what: str = "customer") -> Customer:
+    """A customer the caller may see, locked for this transaction."""
+    customer = _lock_customer(ctx, customer_id)
+    if customer is None or not _teams_seeing(ctx.session, customer_id) & set(ctx.teams):
+        raise _gone(what)
+    return customer
+
+
+def _save_customer(ctx: _Ctx, customer: Customer, values: dict[str, Any]) -> None:
+    changes = {key: value for key, value in values.items() if getattr(customer, key) != value}
+    if changes:
+        for key, value in changes.items():
+            setattr(customer, key, value)
+        customer.updated_at = ctx.now
+        record_upsert(ctx.session, customer)
+
+
+def _team_member(session: Session, agent_id: str, team_id: str) -> Agent:
+    """An active agent of the team (agents and teams are visible to everyone, so this may say which fails)."""
+    agent = session.get(Agent, agent_id)
+    if agent is None:
+        raise Rejected("That agent does not exist.")
+    if not agent.active:
+        raise Rejected(f"{agent.name} is disabled and cannot take conversations.")
+    if not _is_member(session, agent_id, team_id):
+        raise Rejected(f"{agent.name} is not in this conversation's team.")
+    return agent
+
+
+def _is_member(session: Session, agent_id: str, team_id: str) -> bool:
+    return session.exec(select(AgentTeam.id).where(AgentTeam.agent_id == agent_id, AgentTeam.team_id == team_id)).first() is not None
+
+
+def _agent_name(session: Session, agent_id: str) -> str:
+    agent = session.get(Agent, agent_id)
+    return agent.name if agent else "Someone else"
+
+
+def _add_interaction(ctx: _Ctx, args: ReplyArgs, direction: str) -> None:
+    session, agent, now = ctx.session, ctx.agent, ctx.now
+    conversation = _conversation(ctx, args.conversation_id, args.expected_version)
     if session.get(Interaction, args.interaction_id) is not None:
         raise Rejected("A message with this id already exists.")
-    now = utcnow()
     record_upsert(
         session,
         Interaction(
@@ -72,24 +322,234 @@ def _add_interaction(session: Session, agent: Agent, teams: list[str], args: Rep
             occurred_at=now,
         ),
     )
-    conversation.last_message_at = now
-    conversation.updated_at = now
-    conversation.version += 1
-    record_upsert(session, conversation)
+    hook = sla.on_agent_reply if direction == "outbound" else None  # a note answers nobody
+    _update(session, now, conversation, {"last_message_at": now}, hook=hook)
 
 
-def apply_reply(session: Session, agent: Agent, teams: list[str], args: dict[str, Any]) -> None:
-    _add_interaction(session, agent, teams, ReplyArgs.model_validate(args), "outbound")
+def apply_reply(ctx: _Ctx, args: ReplyArgs) -> None:
+    _add_interaction(ctx, args, "outbound")
 
 
-def apply_note(session: Session, agent: Agent, teams: list[str], args: dict[str, Any]) -> None:
-    _add_interaction(session, agent, teams, ReplyArgs.model_validate(args), "note")
+def apply_note(ctx: _Ctx, args: ReplyArgs) -> None:
+    _add_interaction(ctx, args, "note")
 
 
-APPLIERS: dict[str, Callable[[Session, Agent, list[str], dict[str, Any]], None]] = {
-    "reply": apply_reply,
-    "note": apply_note,
+def apply_assign(ctx: _Ctx, args: AssignArgs) -> None:
+    """Take an unassigned conversation (or give it to a teammate); the first of two at once wins."""
+    conversation = _conversation(ctx, args.conversation_id)
+    if conversation.assignee_id == args.agent_id:
+        return  # already theirs
+    if conversation.assignee_id is not None:
+        raise Rejected(f"{_agent_name(ctx.session, conversation.assignee_id)} took this conversation first.")
+    _expect_version(conversation, args.expected_version)
+    agent = _team_member(ctx.session, args.agent_id, conversation.team_id)
+    _update(ctx.session, ctx.now, conversation, {"assignee_id": agent.id}, guard=_C.assignee_id.is_(None))
+
+
+def apply_unassign(ctx: _Ctx, args: ConversationArgs) -> None:
+    conversation = _conversation(ctx, args.conversation_id, args.expected_version)
+    assignee = conversation.assignee_id
+    if assignee not in (None, ctx.agent.id) and ctx.agent.role not in ("supervisor", "admin"):
+        raise Rejected(f"Only {_agent_name(ctx.session, assignee)} or a supervisor can unassign this conversation.")
+    _update(ctx.session, ctx.now, conversation, {"assignee_id": None})
+
+
+def apply_transfer(ctx: _Ctx, args: TransferArgs) -> None:
+    """To another team (the assignee stays only if they are in it) and/or to an agent of the (new) team."""
+    conversation = _conversation(ctx, args.conversation_id, args.expected_version)
+    team_id = args.to_team_id or conversation.team_id
+    if args.to_team_id is not None:
+        team = ctx.session.get(Team, args.to_team_id)
+        if team is None or not team.active:
+            raise Rejected("That team does not exist or is not active.")
+    if args.to_agent_id is not None:
+        assignee: str | None = _team_member(ctx.session, args.to_agent_id, team_id).id
+    else:
+        kept = conversation.assignee_id
+        assignee = kept if kept is not None and _is_member(ctx.session, kept, team_id) else None
+    _update(ctx.session, ctx.now, conversation, {"team_id": team_id, "assignee_id": assignee})
+
+
+def apply_set_status(ctx: _Ctx, args: StatusArgs) -> None:
+    conversation = _conversation(ctx, args.conversation_id, args.expected_version)
+    closed_at = (conversation.closed_at or ctx.now) if args.status == "closed" else None
+    _update(ctx.session, ctx.now, conversation, {"status": args.status, "closed_at": closed_at, "snooze_until": None})
+
+
+def apply_snooze(ctx: _Ctx, args: SnoozeArgs) -> None:
+    conversation = _conversation(ctx, args.conversation_id, args.expected_version)
+    if args.until <= ctx.now:
+        raise Rejected("A snooze must end in the future.")
+    if conversation.status == "closed":
+        raise Rejected("This conversation is closed; reopen it before snoozing it.")
+    _update(ctx.session, ctx.now, conversation, {"status": "snoozed", "snooze_until": args.until})
+
+
+def apply_set_priority(ctx: _Ctx, args: PriorityArgs) -> None:
+    conversation = _conversation(ctx, args.conversation_id, args.expected_version)
+    _update(ctx.session, ctx.now, conversation, {"priority": args.priority})
+
+
+def _retag(ctx: _Ctx, args: TagArgs, add: bool) -> None:
+    """Add or remove one tag, on a conversation or a customer; doing it twice changes nothing more."""
+
+    def retagged(tags: list[str]) -> list[str]:
+        if (args.tag in tags) == add:
+            return tags
+        return [*tags, args.tag] if add else [tag for tag in tags if tag != args.tag]
+
+    if args.conversation_id is not None:
+        conversation = _conversation(ctx, args.conversation_id, args.expected_version)
+        _update(ctx.session, ctx.now, conversation, {"tags": retagged(list(conversation.tags))})
+    else:
+        customer = _customer(ctx, args.customer_id)  # type: ignore[arg-type]
+        _save_customer(ctx, customer, {"tags": retagged(list(customer.tags))})
+
+
+def apply_tag(ctx: _Ctx, args: TagArgs) -> None:
+    _retag(ctx, args, add=True)
+
+
+def apply_untag(ctx: _Ctx, args: TagArgs) -> None:
+    _retag(ctx, args, add=False)
+
+
+def apply_edit_customer(ctx: _Ctx, args: EditCustomerArgs) -> None:
+    customer = _customer(ctx, args.customer_id)
+    values = args.model_dump(exclude_unset=True, exclude_none=True, exclude={"customer_id"})
+    if "tags" in values:
+        values["tags"] = list(dict.fromkeys(values["tags"]))
+    _save_customer(ctx, customer, values)
+
+
+_MOVABLE: dict[str, type[Identity] | type[Conversation] | type[Interaction]] = {
+    "identities": Identity,
+    "conversations": Conversation,
+    "interactions": Interaction,
 }
+
+
+def _move(ctx: _Ctx, from_id: str, to_id: str, only: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+    """Move a customer's identities, conversations and interactions (those in `only`, if given) to another."""
+    moved: dict[str, list[str]] = {}
+    for entity, model in _MOVABLE.items():
+        query = select(model).where(model.customer_id == from_id)
+        if only is not None:
+            query = query.where(model.id.in_(only.get(entity, [])))  # type: ignore[attr-defined]
+        rows = ctx.session.exec(query.order_by(model.id)).all()  # type: ignore[arg-type]
+        for row in rows:
+            if isinstance(row, Conversation):
+                _update(ctx.session, ctx.now, row, {"customer_id": to_id})
+            else:
+                row.customer_id = to_id
+                record_upsert(ctx.session, row)
+        moved[entity] = [row.id for row in rows]
+    return moved
+
+
+def _reannounce(ctx: _Ctx, seen_before: dict[str, set[str]]) -> None:
+    """After rows moved between customers: a team that lost sight of a customer drops it (and its
+    identities); a team that gained sight gets it whole (its cursor is past the customer's old changes)."""
+    session = ctx.session
+    for customer_id, before in seen_before.items():
+        after = _teams_seeing(session, customer_id)
+        identity_ids = list(session.exec(select(Identity.id).where(Identity.customer_id == customer_id)))
+        for team_id in sorted(before - after):
+            record_delete(session, "customers", customer_id, team_id=team_id)
+            for identity_id in identity_ids:
+                record_delete(session, "identities", identity_id, team_id=team_id)
+        if after - before:
+            record_customer(session, customer_id)
+
+
+def apply_merge_customers(ctx: _Ctx, args: MergeArgs) -> None:
+    if args.source_id == args.target_id:
+        raise Rejected("A customer cannot be merged into themselves.")
+    source = _customer(ctx, args.source_id)
+    target = _customer(ctx, args.target_id)
+    if ctx.session.get(MergeRecord, args.merge_id) is not None:  # read under the locks, so fresh
+        raise Rejected("A merge with this id already exists.")
+    if source.merged_into or target.merged_into:
+        raise Rejected("One of these customers was already merged into another.")
+    seen_before = {customer.id: _teams_seeing(ctx.session, customer.id) for customer in (source, target)}
+    moved = _move(ctx, source.id, target.id)
+    _save_customer(ctx, source, {"merged_into": target.id})
+    ctx.session.add(MergeRecord(id=args.merge_id, source_id=source.id, target_id=target.id, moved=moved, agent_id=ctx.agent.id))
+    pair = sa.or_(
+        sa.and_(MergeSuggestion.customer_id == source.id, MergeSuggestion.other_id == target.id),
+        sa.and_(MergeSuggestion.customer_id == target.id, MergeSuggestion.other_id == source.id),
+    )
+    for suggestion in ctx.session.exec(select(MergeSuggestion).where(MergeSuggestion.status == "open", pair)):
+        suggestion.status = "accepted"
+        record_upsert(ctx.session, suggestion)
+    _reannounce(ctx, seen_before)
+
+
+def apply_unmerge(ctx: _Ctx, args: UnmergeArgs) -> None:
+    """Undo one merge exactly: move back what it moved (and only that), clear merged_into."""
+    record = ctx.session.get(MergeRecord, args.merge_id)
+    if record is None:
+        raise _gone("merge")
+    target = _customer(ctx, record.target_id, "merge")  # the moved rows live there: seeing it is seeing the merge
+    source = _lock_customer(ctx, record.source_id)
+    ctx.session.refresh(record)  # under the locks: a concurrent undo is seen
+    if record.undone_at is not None:
+        raise Rejected("This merge was already undone.")
+    if target.merged_into or source is None:
+        raise Rejected(f"{target.display_name} was merged again since; undo that merge first.")
+    seen_before = {customer.id: _teams_seeing(ctx.session, customer.id) for customer in (source, target)}
+    _move(ctx, target.id, source.id, only=record.moved)
+    _save_customer(ctx, source, {"merged_into": None})
+    record.undone_at = ctx.now
+    ctx.session.add(record)
+    _reannounce(ctx, seen_before)
+
+
+def apply_dismiss_suggestion(ctx: _Ctx, args: SuggestionArgs) -> None:
+    suggestion = ctx.session.get(MergeSuggestion, args.suggestion_id)
+    if suggestion is None or not _teams_seeing(ctx.session, suggestion.customer_id) & set(ctx.teams):
+        raise _gone("suggestion")
+    if suggestion.status == "accepted":
+        raise Rejected("These customers were already merged.")
+    if suggestion.status == "open":
+        _compare_and_set(ctx.session, suggestion, MergeSuggestion.__table__.c.status == "open", status="dismissed")  # type: ignore[attr-defined]
+        record_upsert(ctx.session, suggestion)
+
+
+# kind -> (argument model, applier). Each applier runs after the change-log lock, in its own transaction.
+APPLIERS: dict[str, tuple[type[BaseModel], Callable[[_Ctx, Any], None]]] = {
+    "reply": (ReplyArgs, apply_reply),
+    "note": (ReplyArgs, apply_note),
+    "assign": (AssignArgs, apply_assign),
+    "unassign": (ConversationArgs, apply_unassign),
+    "transfer": (TransferArgs, apply_transfer),
+    "set_status": (StatusArgs, apply_set_status),
+    "snooze": (SnoozeArgs, apply_snooze),
+    "set_priority": (PriorityArgs, apply_set_priority),
+    "tag": (TagArgs, apply_tag),
+    "untag": (TagArgs, apply_untag),
+    "edit_customer": (EditCustomerArgs, apply_edit_customer),
+    "merge_customers": (MergeArgs, apply_merge_customers),
+    "unmerge": (UnmergeArgs, apply_unmerge),
+    "dismiss_suggestion": (SuggestionArgs, apply_dismiss_suggestion),
+}
+
+
+def wake_snoozed(session: Session, now: datetime | None = None) -> int:
+    """Reopen snoozed conversations whose time has come (a periodic server job); returns how many woke."""
+    now = now or utcnow()
+    begin_write(session)
+    due = session.exec(
+        select(Conversation).where(Conversation.status == "snoozed", Conversation.snooze_until <= now)  # type: ignore[operator]
+    ).all()
+    woke = 0
+    for conversation in due:
+        try:
+            woke += _update(session, now, conversation, {"status": "open", "snooze_until": None})
+        except _Conflict:  # changed since read (an agent reopened it?): its new state stands; a next run sees it
+            session.expire(conversation)
+    session.commit()
+    return woke
 
 
 def _repeat(mutation: Mutation) -> MutationResult:
@@ -99,23 +559,37 @@ def _repeat(mutation: Mutation) -> MutationResult:
     return MutationResult(id=mutation.id, status="duplicate")
 
 
+def _apply_once(session: Session, agent: Agent, teams: list[str], m: MutationIn) -> None:
+    entry = APPLIERS.get(m.kind)
+    if entry is None:
+        raise Rejected(f"Unknown mutation kind {m.kind!r}.")
+    model, applier = entry
+    applier(_Ctx(session, agent, teams, utcnow()), model.model_validate(m.args))
+
+
 def apply(session_factory: Callable[[], Session], agent: Agent, teams: list[str], m: MutationIn) -> MutationResult:
     """Apply one mutation in its own transaction, at most once per mutation id."""
     with session_factory() as session:
-        if (seen := session.get(Mutation, m.id)) is not None:
-            return _repeat(seen)
-        status, reason = "applied", None
-        try:
-            applier = APPLIERS.get(m.kind)
-            if applier is None:
-                raise Rejected(f"Unknown mutation kind {m.kind!r}.")
-            applier(session, agent, teams, m.args)
-        except Rejected as exc:
-            session.rollback()
-            status, reason = "rejected", str(exc)
-        except ValidationError as exc:
-            session.rollback()
-            status, reason = "rejected", f"Invalid {m.kind}: {exc.errors()[0]['msg']}"
+        status, reason = "rejected", "Others are changing this right now; please try again."
+        for _attempt in range(_ATTEMPTS):
+            begin_write(session)  # the change-log lock first, before any read (see the module docstring)
+            if (seen := session.get(Mutation, m.id)) is not None:
+                return _repeat(seen)
+            try:
+                _apply_once(session, agent, teams, m)
+                status, reason = "applied", None
+            except _Conflict:
+                session.rollback()  # lost a race on a row: again, from fresh reads
+                continue
+            except Rejected as exc:
+                session.rollback()
+                status, reason = "rejected", str(exc)
+            except ValidationError as exc:
+                session.rollback()
+                error = exc.errors()[0]
+                where = ".".join(str(part) for part in error["loc"])
+                status, reason = "rejected", f"Invalid {m.kind}: {where + ': ' if where else ''}{error['msg']}"
+            break
         session.add(Mutation(id=m.id, agent_id=agent.id, kind=m.kind, status=status, reason=reason))
         try:
             session.commit()

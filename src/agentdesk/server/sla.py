@@ -1,14 +1,14 @@
 """SLA clocks on conversations: first-response, next-response and resolution targets in business time.
 
 Targets come from the most specific `SlaPolicy` for the conversation's channel and priority; time counts
-in the team's business calendar (time zone, weekly hours, holidays; a team without declared hours works
-around the clock). The running targets are kept on the conversation, and the earliest of them in
+in the team's business calendar (time zone, weekly hours, holidays; a team without declared hours keeps
+office hours). The running targets are kept on the conversation, and the earliest of them in
 `sla_due`, so the queue sorts and colours on one column. A missed target is recorded once in `sla_breach`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -21,10 +21,11 @@ TARGETS = ("first_response", "next_response", "resolution")
 
 
 def calendar(team: Team | None) -> Calendar:
+    """The team's business calendar; a team without declared hours keeps office hours (Mon-Fri 09:00-17:00)."""
     if team is None:
-        return Calendar.always()
+        return Calendar()
     if not team.hours:
-        return Calendar.always(team.timezone)
+        return Calendar(team.timezone, holidays=frozenset(date.fromisoformat(day) for day in team.holidays))
     return Calendar.from_config(team.timezone, team.hours, team.holidays)
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agentdesk.domain.clock import to_iso, utcnow
-from agentdesk.store.schema import INDEXES, LOCAL_TABLES, MIRROR_TABLES, SCHEMA_VERSION, mirror_ddl
+from agentdesk.store.schema import INDEXES, LOCAL_TABLES, MIGRATIONS, MIRROR_TABLES, SCHEMA_VERSION, mirror_ddl
 
 @dataclass(frozen=True)
 class QueueRow:
@@ -54,6 +54,48 @@ class Identity:
     team_ids: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class TransferTarget:
+    team_id: str
+    team_name: str
+    agent_id: str | None = None  # None: to the team, unassigned
+    agent_name: str | None = None
+
+
+# How a rejected mutation is announced: "<this>: <the server's reason>".
+REJECTED = {
+    "reply": "Not sent", "note": "Note not saved", "assign": "Not assigned", "unassign": "Not unassigned",
+    "transfer": "Not transferred", "set_status": "Status not changed", "snooze": "Not snoozed",
+    "set_priority": "Priority not changed", "tag": "Tag not added", "untag": "Tag not removed",
+}  # fmt: skip
+
+
+def _undo(db: sqlite3.Connection, undo: dict[str, Any]) -> None:
+    """Put back what a rejected local action changed: delete the row it created, or restore the columns it
+    set — each only while it still holds the action's value. Where a later queued action changed it since,
+    that one stands, and now undoes to this action's `before` (should it be rejected too)."""
+    table, key, before = undo["table"], undo["id"], undo["before"]
+    if before is None:
+        db.execute(f"DELETE FROM {table} WHERE id = ?", (key,))
+        return
+    for column, value in before.items():
+        if column not in MIRROR_TABLES[table]:
+            continue
+        query = f"UPDATE {table} SET {column} = ? WHERE id = ? AND {column} IS ?"
+        if db.execute(query, (value, key, undo["after"][column])).rowcount == 0:
+            _hand_down(db, table, key, column, value)
+
+
+def _hand_down(db: sqlite3.Connection, table: str, key: str, column: str, value: Any) -> None:
+    """The next queued action on this row's column undoes to `value` (its own `before` was rejected)."""
+    for seq, text in db.execute("SELECT seq, undo FROM outbox WHERE entity_id = ? ORDER BY seq", (key,)).fetchall():
+        undo = json.loads(text or "null")
+        if undo and undo["table"] == table and column in (undo["before"] or {}):
+            undo["before"][column] = value
+            db.execute("UPDATE outbox SET undo = ? WHERE seq = ?", (json.dumps(undo), seq))
+            return
+
+
 def _run_script(db: sqlite3.Connection, script: str) -> None:
     """executescript() would COMMIT the open transaction; run the statements inside it instead."""
     for statement in script.split(";"):
@@ -69,9 +111,16 @@ class Cache:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
-        if self.db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version < SCHEMA_VERSION:
             with self.write() as db:
-                _run_script(db, mirror_ddl() + LOCAL_TABLES)
+                if version == 0:  # a new file
+                    _run_script(db, mirror_ddl() + LOCAL_TABLES)
+                for step in range(version + 1, SCHEMA_VERSION + 1) if version else ():
+                    script, reload = MIGRATIONS[step]
+                    _run_script(db, script)
+                    for entity in reload:
+                        self._reload_entity(db, entity)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -134,6 +183,14 @@ class Cache:
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM sync_state WHERE key IN ('cursor', 'bootstrapped') OR key LIKE 'bootstrap.%'")
 
+    def _reload_entity(self, db: sqlite3.Connection, entity: str) -> None:
+        """Load this entity's rows again on the next sync (kept meanwhile), then pull from where the cache
+        was: the reload brings new columns, the pull everything since the old cursor, deletions included."""
+        db.execute("DELETE FROM sync_state WHERE key = ?", (f"bootstrap.{entity}",))
+        if self.state("bootstrapped") == "1":
+            self.set_state("bootstrap.cursor", self.state("cursor"), db)
+            db.execute("DELETE FROM sync_state WHERE key = 'bootstrapped'")
+
     def finish_bootstrap(self, cursor: str) -> None:
         with self.write() as db:
             _run_script(db, INDEXES)
@@ -190,9 +247,36 @@ class Cache:
         return [QueueRow(*row[:6], row[6] or "", *row[7:]) for row in rows]
 
     def conversation(self, conversation_id: str) -> dict[str, Any] | None:
-        cur = self.db.execute("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
+        """The conversation's row, with its assignee's and team's names (None where unknown)."""
+        cur = self.db.execute(
+            "SELECT c.*, a.name AS assignee_name, t.name AS team_name FROM conversations c"
+            " LEFT JOIN agents a ON a.id = c.assignee_id LEFT JOIN teams t ON t.id = c.team_id WHERE c.id = ?",
+            (conversation_id,),
+        )
         row = cur.fetchone()
         return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
+
+    def transfer_targets(self, me: Identity) -> list[TransferTarget]:
+        """Where a conversation can go: every active team, and each active agent of the agent's own teams."""
+        mine = ", ".join("?" for _ in me.team_ids) or "NULL"
+        rows = self.db.execute(
+            f"""
+            SELECT * FROM (
+              SELECT t.id AS team_id, t.name AS team_name, NULL AS agent_id, NULL AS agent_name
+                FROM teams t WHERE coalesce(t.active, 1)
+              UNION ALL
+              SELECT t.id, t.name, a.id, a.name FROM agent_teams m
+                JOIN agents a ON a.id = m.agent_id JOIN teams t ON t.id = m.team_id
+               WHERE m.team_id IN ({mine}) AND coalesce(a.active, 1) AND coalesce(t.active, 1)
+            ) ORDER BY agent_id IS NOT NULL, team_name, agent_name
+            """,
+            me.team_ids,
+        ).fetchall()
+        return [TransferTarget(*row) for row in rows]
+
+    def is_member(self, agent_id: str, team_id: str) -> bool:
+        query = "SELECT 1 FROM agent_teams WHERE agent_id = ? AND team_id = ?"
+        return self.db.execute(query, (agent_id, team_id)).fetchone() is not None
 
     def customer(self, customer_id: str) -> dict[str, Any] | None:
         cur = self.db.execute("SELECT * FROM customers WHERE id = ?", (customer_id,))
@@ -245,12 +329,34 @@ class Cache:
                     "note" if note else "outbound", me.agent_id, text, subject, None if note else "queued", now,
                 ),
             )
-            db.execute(
-                "INSERT INTO outbox (mutation_id, kind, args, entity_id, created_at) VALUES (?, ?, ?, ?, ?)",
-                (uuid.uuid4().hex, "note" if note else "reply", json.dumps(args), interaction_id, now),
-            )
+            undo = {"table": "interactions", "id": interaction_id, "before": None}  # a new row: delete it
+            self._queue_mutation(db, "note" if note else "reply", args, undo)
             db.execute("DELETE FROM drafts WHERE conversation_id = ? AND channel = ?", (conversation_id, channel))
         return interaction_id
+
+    def queue_conversation_change(self, conversation_id: str, kind: str, args: dict[str, Any], changes: dict[str, Any]) -> str:
+        """Any action on a conversation (assign, set_status, snooze, tag…): `changes` to its row now, and the
+        `kind` mutation with `args` to the server; the columns' previous values go with it, for a rejection."""
+        if unknown := set(changes) - set(MIRROR_TABLES["conversations"]) - {"id"}:
+            raise ValueError(f"not conversation columns: {', '.join(sorted(unknown))}")
+        after = {column: json.dumps(v) if isinstance(v, (list, dict)) else v for column, v in changes.items()}
+        with self.write() as db:
+            before = self.conversation(conversation_id)
+            if before is None:
+                raise LookupError(f"No conversation {conversation_id} in the cache.")
+            assignments = ", ".join(f"{column} = ?" for column in after)
+            db.execute(f"UPDATE conversations SET {assignments} WHERE id = ?", [*after.values(), conversation_id])
+            undo = {"table": "conversations", "id": conversation_id, "before": {c: before[c] for c in after}, "after": after}
+            return self._queue_mutation(db, kind, {"conversation_id": conversation_id, **args}, undo)
+
+    def _queue_mutation(self, db: sqlite3.Connection, kind: str, args: dict[str, Any], undo: dict[str, Any]) -> str:
+        """The outbox row of a local action, in the transaction of its optimistic change."""
+        mutation_id = uuid.uuid4().hex
+        db.execute(
+            "INSERT INTO outbox (mutation_id, kind, args, entity_id, undo, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (mutation_id, kind, json.dumps(args), undo["id"], json.dumps(undo), to_iso(utcnow())),
+        )
+        return mutation_id
 
     # --- outbox -----------------------------------------------------------------------------------
 
@@ -280,22 +386,24 @@ class Cache:
             )
 
     def settle(self, mutation_id: str, status: str, reason: str | None) -> None:
-        """The server answered: drop the outbox row; a rejection also rolls its optimistic row back."""
+        """The server answered: drop the outbox row; a rejection also rolls its optimistic change back."""
         with self.write() as db:
-            row = db.execute("SELECT entity_id FROM outbox WHERE mutation_id = ?", (mutation_id,)).fetchone()
+            row = db.execute("SELECT kind, entity_id, undo FROM outbox WHERE mutation_id = ?", (mutation_id,)).fetchone()
             if row is None:
                 return
+            kind, entity_id, undo = row
             db.execute("DELETE FROM outbox WHERE mutation_id = ?", (mutation_id,))
             if status == "rejected":
-                db.execute("DELETE FROM interactions WHERE id = ?", (row[0],))
+                if undo:
+                    _undo(db, json.loads(undo))
                 db.execute(
                     "INSERT INTO notices (text, created_at) VALUES (?, ?)",
-                    (f"Not sent: {reason or 'the server refused it'}", to_iso(utcnow())),
+                    (f"{REJECTED.get(kind, kind)}: {reason or 'the server refused it'}", to_iso(utcnow())),
                 )
             else:
                 db.execute(
                     "UPDATE interactions SET delivery_status = 'sent' WHERE id = ? AND delivery_status = 'queued'",
-                    (row[0],),
+                    (entity_id,),
                 )
 
     def take_notices(self) -> list[str]:

@@ -6,11 +6,11 @@ Indexes are built after the bootstrap load (DESIGN §7), hence kept apart.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 MIRROR_TABLES: dict[str, tuple[str, ...]] = {
-    "teams": ("id", "name"),
-    "agents": ("id", "name", "email", "role", "created_at"),
+    "teams": ("id", "name", "active"),
+    "agents": ("id", "name", "email", "role", "active", "created_at"),
     "agent_teams": ("id", "agent_id", "team_id"),
     "customers": (
         "id", "display_name", "first_name", "tags", "notes", "language", "merged_into", "created_at", "updated_at",
@@ -18,7 +18,7 @@ MIRROR_TABLES: dict[str, tuple[str, ...]] = {
     "identities": ("id", "customer_id", "kind", "address"),
     "conversations": (
         "id", "customer_id", "channel", "status", "priority", "assignee_id", "team_id", "subject", "sla_due",
-        "snooze_until", "created_at", "updated_at", "last_message_at", "version",
+        "snooze_until", "tags", "created_at", "updated_at", "last_message_at", "version",
     ),
     "interactions": (
         "id", "conversation_id", "customer_id", "channel", "direction", "author_id", "text", "subject", "meta",
@@ -32,7 +32,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     mutation_id TEXT NOT NULL UNIQUE,
     kind TEXT NOT NULL,
     args TEXT NOT NULL,             -- JSON
-    entity_id TEXT,                 -- the optimistic row this mutation created, rolled back on rejection
+    entity_id TEXT,                 -- the row this mutation changed optimistically
+    undo TEXT,                      -- JSON {table, id, before, after}: how a rejection puts that row back
     state TEXT NOT NULL DEFAULT 'queued',  -- queued | sending | failed
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
@@ -52,6 +53,22 @@ CREATE TABLE IF NOT EXISTS notices (
     created_at TEXT NOT NULL
 );
 """
+
+# Upgrades of an existing cache file, by the version they lead to: the SQL to run (outbox, drafts and sync
+# state are kept), and the mirror tables whose new columns only the server can fill, so they are loaded again.
+MIGRATIONS: dict[int, tuple[str, tuple[str, ...]]] = {
+    2: (
+        """
+        ALTER TABLE teams ADD COLUMN active;
+        ALTER TABLE agents ADD COLUMN active;
+        ALTER TABLE conversations ADD COLUMN tags;
+        ALTER TABLE outbox ADD COLUMN undo TEXT;
+        UPDATE outbox SET undo = json_object('table', 'interactions', 'id', entity_id, 'before', NULL)
+            WHERE undo IS NULL AND kind IN ('reply', 'note')
+        """,
+        ("teams", "agents", "conversations"),
+    ),
+}
 
 INDEXES = """
 CREATE INDEX IF NOT EXISTS conversations_queue ON conversations (status, assignee_id, sla_due);

@@ -5,29 +5,44 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from rich.text import Text
-from textual.app import App, ComposeResult, SystemCommand
+from textual.actions import parse as parse_action
+from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.timer import Timer
-from textual.screen import Screen
 from textual.widgets import Footer, Select, Static, TextArea
 
 from agentdesk.config.keymap import DEFAULT_KEYMAP, KeySpec
-from agentdesk.domain.clock import utcnow
+from agentdesk.config.models import parse_key_list
+from agentdesk.domain.clock import to_iso, utcnow
 from agentdesk.domain.text import clean, safe_text
-from agentdesk.store.cache import Cache, Identity, QueueRow
+from agentdesk.store.cache import Cache, Identity, QueueRow, TransferTarget
 from agentdesk.sync.engine import SyncEngine, SyncStatus
-from agentdesk.tui.render import CHANNEL_NAME, channel_label, span
+from agentdesk.tui.choices import PRIORITIES, SNOOZE_HINT, parse_snooze, parse_tag, retagged, snooze_presets, tags_of
+from agentdesk.tui.render import CHANNEL_NAME, PRIORITY_STYLE, channel_label, conversation_facts, span, target_label
+from agentdesk.tui.screens.help import HelpScreen
+from agentdesk.tui.screens.pick import PickModal
 from agentdesk.tui.widgets.queue import QueueList
 from agentdesk.tui.widgets.timeline import Timeline
 
 
 def key_bindings(keymap: Iterable[KeySpec]) -> list[Binding]:
     return [Binding(s.keys, s.action, s.description, show=s.show, id=s.id) for s in keymap]
+
+
+def desk_commands():  # noqa: ANN201 - the palette provider, imported when the palette first opens
+    from agentdesk.tui.commands import DeskCommands
+
+    return DeskCommands
+
+
+PaletteCommand = tuple[str, str, Callable[[], Any]]  # title (plain text), help, callback
 
 
 DRAFT_DEBOUNCE = 0.5  # seconds of quiet before a draft is written
@@ -43,6 +58,7 @@ class AgentDesk(App[None]):
     CSS_PATH = "app.tcss"
     TITLE = "agentdesk"
     BINDINGS = key_bindings(DEFAULT_KEYMAP)  # rebound by id from the client TOML via set_keymap
+    COMMANDS = App.COMMANDS | {desk_commands}
 
     def __init__(
         self,
@@ -61,9 +77,11 @@ class AgentDesk(App[None]):
         self.clock = clock
         self.sync_status = SyncStatus(online=engine is None)
         self.open_row: QueueRow | None = None
+        self.open_state: dict[str, Any] | None = None  # the open conversation's row as the cache has it now
         self._draft_timer: Timer | None = None
-        if keymap:
-            self.set_keymap(dict(keymap))
+        # Textual matches key names ("question_mark"), so a "?" from the file or the defaults is named first.
+        self.keys_by_id = {s.id: ",".join(parse_key_list((keymap or {}).get(s.id, s.keys))) for s in DEFAULT_KEYMAP}
+        self.set_keymap(self.keys_by_id)
         if theme:
             self.theme = theme
 
@@ -77,6 +95,7 @@ class AgentDesk(App[None]):
                 yield QueueList(self._fetch_queue, self._count_queue, id="queue")
             with Vertical(id="conversation-pane"):
                 yield Static(id="timeline-title")
+                yield Static(id="conversation-facts")
                 yield Timeline(id="timeline")
                 with Vertical(id="composer"):
                     with Horizontal(id="composer-bar"):
@@ -119,17 +138,8 @@ class AgentDesk(App[None]):
     def open_conversation(self, row: QueueRow) -> None:
         self._stash_draft()
         self.open_row = row
-        self.refresh_bindings()  # reply and send apply now
-        name = self.refresh_open_timeline()
-        conversation = self.cache.conversation(row.id) or {}
-        title = Text.assemble(
-            safe_text(name, "bold", one_line=True, limit=40),
-            ("  ·  ", "dim"),
-            (channel_label(row.channel), ""),
-            ("  ·  ", "dim"),
-            safe_text(conversation.get("subject") or "(no subject)", "italic", one_line=True, limit=60),
-        )
-        self.query_one("#timeline-title", Static).update(title)
+        self.refresh_open_timeline()
+        self.refresh_header()
         channels = self.cache.customer_channels(row.customer_id) or [row.channel]
         select = self.query_one("#channel", Select)
         select.set_options([(channel_label(c), c) for c in channels])
@@ -146,6 +156,25 @@ class AgentDesk(App[None]):
         name = customer.get("display_name") or self.open_row.customer_name
         self.query_one(Timeline).show(name, self.cache.timeline(self.open_row.customer_id))
         return name
+
+    def refresh_header(self) -> None:
+        """Title and state of the open conversation, read afresh from the cache (so an action shows at once);
+        the actions that apply follow it."""
+        state = self.open_state = self.cache.conversation(self.open_row.id) if self.open_row else None
+        self.refresh_bindings()
+        title, facts = Text(""), Text("")
+        if state is not None:
+            customer = self.cache.customer(state["customer_id"]) or {}
+            title = Text.assemble(
+                safe_text(customer.get("display_name") or self.open_row.customer_name, "bold", one_line=True, limit=40),
+                ("  ·  ", "dim"),
+                (channel_label(state["channel"]), ""),
+                ("  ·  ", "dim"),
+                safe_text(state.get("subject") or "(no subject)", "italic", one_line=True, limit=60),
+            )
+            facts = conversation_facts(state, self.me.agent_id, tags_of(state))
+        self.query_one("#timeline-title", Static).update(title)
+        self.query_one("#conversation-facts", Static).update(facts)
 
     def refresh_status(self) -> None:
         s = self.sync_status
@@ -173,10 +202,13 @@ class AgentDesk(App[None]):
     def refresh_data(self) -> None:
         """The cache changed under us: reload the queue window and the open timeline."""
         self.refresh_queue()
+        if self.open_row is not None and self.cache.conversation(self.open_row.id) is None:
+            self.open_row = None  # it left the agent's view (moved to another team)
         if self.open_row is None and (row := self.query_one(QueueList).current) is not None:
             self.open_conversation(row)
         else:
             self.refresh_open_timeline()
+            self.refresh_header()
 
     # --- events and actions -----------------------------------------------------------------------
 
@@ -190,7 +222,10 @@ class AgentDesk(App[None]):
         self._draft_timer = self.set_timer(DRAFT_DEBOUNCE, self._stash_draft)
 
     def action_queue_move(self, delta: int) -> None:
-        self.query_one(QueueList).move(delta)
+        queue = self.query_one(QueueList)
+        if delta > 0 and self.open_row and queue.current and queue.current.id != self.open_row.id:
+            delta -= 1  # the open conversation left the queue (closed, snoozed…): the next is under the cursor
+        queue.move(delta)
 
     def action_open_conversation(self) -> None:
         queue = self.query_one(QueueList)
@@ -241,16 +276,104 @@ class AgentDesk(App[None]):
         self.sync_status.outbox = self.cache.outbox_count()
         self.refresh_status()
 
+    # --- conversation actions: optimistic change + outbox row (Cache.queue_conversation_change) ---------
+
+    def change_conversation(self, kind: str, args: dict[str, Any], **changes: Any) -> None:
+        """Apply an action to the open conversation: on screen now, to the server on the next sync."""
+        if self.open_state is None:
+            return
+        try:
+            self.cache.queue_conversation_change(self.open_state["id"], kind, args, changes)
+        except (sqlite3.Error, OSError, LookupError) as exc:
+            self.notify(f"Could not save the change: {exc}", severity="error", timeout=15, markup=False)
+            return
+        self.refresh_queue()
+        self.refresh_header()
+        self.refresh_status_counts()
+        if self.engine is not None:
+            self.engine.wake()
+
+    def action_assign_to_me(self) -> None:
+        self.change_conversation("assign", {"agent_id": self.me.agent_id}, assignee_id=self.me.agent_id)
+
+    def action_set_status(self, status: str) -> None:
+        self.change_conversation("set_status", {"status": status}, status=status, snooze_until=None)
+
+    def action_snooze(self) -> None:
+        choices = [(Text(label), until) for label, until in snooze_presets(self.clock())]
+        parse = lambda text: parse_snooze(text, self.clock())  # noqa: E731
+        self.push_screen(PickModal("Snooze until", choices, parse=parse, placeholder=SNOOZE_HINT), self.snooze)
+
+    def snooze(self, until: datetime | None) -> None:
+        if until is not None:
+            self.change_conversation("snooze", {"until": to_iso(until)}, status="snoozed", snooze_until=to_iso(until))
+
+    def action_priority(self) -> None:
+        if self.open_state is None:
+            return
+        choices = [(Text(p, style=PRIORITY_STYLE[p]), p) for p in PRIORITIES]
+        current = PRIORITIES.index(self.open_state["priority"]) if self.open_state["priority"] in PRIORITIES else None
+        self.push_screen(PickModal("Priority", choices, highlighted=current), self.set_priority)
+
+    def set_priority(self, priority: str | None) -> None:
+        if priority is not None:
+            self.change_conversation("set_priority", {"priority": priority}, priority=priority)
+
+    def action_tag(self) -> None:
+        self.push_screen(PickModal("Tag (-tag removes it)", parse=parse_tag, placeholder="vip, refund, -vip"), self.retag)
+
+    def retag(self, edit: tuple[str, str] | None) -> None:
+        if edit is not None and self.open_state is not None:
+            kind, name = edit
+            self.change_conversation(kind, {"tag": name}, tags=retagged(tags_of(self.open_state), kind, name))
+
+    def action_transfer(self) -> None:
+        choices = [(target_label(t), t) for t in self.cache.transfer_targets(self.me)]
+        self.push_screen(PickModal("Transfer to", choices), self.transfer_to)
+
+    def transfer_to(self, target: TransferTarget | None) -> None:
+        """To a team (unassigned, unless the assignee is in it too) or to an agent, in that agent's team."""
+        if target is None or self.open_state is None:
+            return
+        assignee = target.agent_id or self.open_state["assignee_id"]
+        if target.agent_id is None and assignee and not self.cache.is_member(assignee, target.team_id):
+            assignee = None
+        args = {"to_team_id": target.team_id} | ({"to_agent_id": target.agent_id} if target.agent_id else {})
+        self.change_conversation("transfer", args, team_id=target.team_id, assignee_id=assignee)
+
+    def action_help(self) -> None:
+        rows = []
+        for spec in DEFAULT_KEYMAP:
+            keys = " / ".join(self.get_key_display(Binding(key, "")) for key in self.keys_by_id[spec.id].split(","))
+            rows.append((keys, spec.description, spec.help, spec.id))
+        self.push_screen(HelpScreen(rows))
+
+    # --- what applies now: footer bindings and palette entries ------------------------------------
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("send_reply", "focus_reply"):
-            return self.open_row is not None
+        state = self.open_state
+        if action in ("send_reply", "focus_reply", "priority", "tag", "transfer"):
+            return state is not None
+        if action == "assign_to_me":
+            return state is not None and state["assignee_id"] != self.me.agent_id
+        if action == "set_status":  # close anything not closed; reopen only what is closed or snoozed
+            wanted = parameters[0] if parameters else None
+            allowed_from = ("closed", "snoozed") if wanted == "open" else ("open", "pending", "snoozed")
+            return state is not None and state["status"] in allowed_from and state["status"] != wanted
+        if action == "snooze":
+            return state is not None and state["status"] != "closed"
         return True
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
-        if self.open_row is not None:
-            yield SystemCommand("Reply", "Write a reply to the open conversation", self.action_focus_reply)
-            yield SystemCommand("Send reply", "Send what is in the composer", self.action_send_reply)
-        yield SystemCommand("Next conversation", "Move down the queue", lambda: self.action_queue_move(1))
-        yield SystemCommand("Previous conversation", "Move up the queue", lambda: self.action_queue_move(-1))
-        yield SystemCommand("Focus queue", "Back to the queue", self.action_focus_queue)
+    def palette_commands(self, targets: bool) -> list[PaletteCommand]:
+        """The keymap's actions that apply now (Quit is Textual's own), and with `targets` one entry per
+        transfer target, for the command palette (tui/commands.py)."""
+        commands: list[PaletteCommand] = []
+        for spec in DEFAULT_KEYMAP:
+            _, name, params = parse_action(spec.action)
+            if name != "quit" and self.check_action(name, params) is not False:
+                commands.append((spec.description, spec.help, partial(self.run_action, spec.action)))
+        if targets and self.check_action("transfer", ()):
+            for target in self.cache.transfer_targets(self.me):
+                title = "Transfer to " + target_label(target).plain
+                commands.append((title, "Hand the open conversation over", partial(self.transfer_to, target)))
+        return commands

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from rich.text import Text
 
 from agentdesk.domain.clock import from_iso
 from agentdesk.domain.text import safe_text
+from agentdesk.store.cache import TransferTarget
 
 CHANNEL_ICON = {"email": "✉", "phone": "☎", "chat": "❝", "sms": "✆", "whatsapp": "◍"}
 CHANNEL_NAME = {"email": "Email", "phone": "Phone", "chat": "Chat", "sms": "SMS", "whatsapp": "WhatsApp"}
@@ -47,3 +49,36 @@ def sla(iso: str | None, now: datetime) -> Text:
 
 def customer_name(name: str | None, limit: int | None = None) -> Text:
     return safe_text(name or "Unknown customer", "bold", one_line=True, limit=limit)
+
+
+STATUS_STYLE = {"open": "green", "pending": "yellow", "snoozed": "cyan", "closed": "dim"}
+
+
+def conversation_facts(conversation: dict[str, Any], me: str, tags: list[str]) -> Text:
+    """The open conversation's state in one line: status, priority, assignee, team, tags."""
+    status = conversation.get("status") or "open"
+    parts = [Text(status, style=STATUS_STYLE.get(status, ""))]
+    until = from_iso(conversation.get("snooze_until"))
+    if status == "snoozed" and until:
+        parts[0].append(f" until {until.astimezone():%a %d %b %H:%M}")
+    priority = conversation.get("priority") or "normal"
+    parts.append(Text(f"{priority} priority", style=PRIORITY_STYLE.get(priority, "")))
+    assignee = conversation.get("assignee_id")
+    if assignee == me:
+        parts.append(Text("assigned to you", style="bold"))
+    elif assignee:
+        parts.append(Text("assigned to ") + safe_text(conversation.get("assignee_name") or "someone", "bold", one_line=True, limit=40))
+    else:
+        parts.append(Text("unassigned", style="cyan"))
+    parts.append(safe_text(conversation.get("team_name") or "?", one_line=True, limit=30))
+    if tags:
+        parts.append(safe_text(" ".join(f"#{tag}" for tag in tags), "magenta", one_line=True, limit=60))
+    return Text(" · ", style="dim").join(parts)
+
+
+def target_label(target: TransferTarget) -> Text:
+    """A transfer target as the picker and the palette show it; the names are untrusted."""
+    team = safe_text(target.team_name, one_line=True, limit=40)
+    if target.agent_id is None:
+        return Text.assemble("team ", team, (" (unassigned)", "dim"))
+    return Text.assemble(safe_text(target.agent_name, "bold", one_line=True, limit=40), " · ", team)

@@ -1,0 +1,255 @@
+"""Shared bench helpers: a scaled, realistic server database seeded with Core bulk inserts, the server
+subprocess (bench/_serve.py), process CPU time, percentiles. Imported by the bench scripts in this folder.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+SRC = BENCH.parent / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+CHANNELS = ("email", "sms", "whatsapp", "chat", "phone")
+
+
+def log(*parts: object) -> None:
+    print("[bench]", *parts, file=sys.stderr, flush=True)
+
+
+def env_with_src() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
+    return env
+
+
+# ------------------------------------------------------------------------------------------- measuring
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentiles(values: list[float], scale: float = 1000.0) -> dict[str, float | int | None]:
+    """p50/p95/p99/max (nearest rank), in ms for values in seconds; count of samples."""
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "p99": None, "max": None}
+    ordered = sorted(values)
+
+    def rank(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, max(0, int(q * len(ordered) + 0.999999) - 1))] * scale, 2)
+
+    return {"n": len(ordered), "p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "max": round(ordered[-1] * scale, 2)}
+
+
+# ------------------------------------------------------------------------------------------- seeding
+
+
+@dataclass
+class SeededAgent:
+    id: str
+    email: str
+    team_id: str
+    token: str
+
+
+@dataclass
+class World:
+    teams: list[str] = field(default_factory=list)
+    agents: list[SeededAgent] = field(default_factory=list)
+    conversations: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # team -> [(id, channel)]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _text_pools(seed: int) -> tuple[list[str], list[str], list[str]]:
+    """Realistic interaction texts (~200 chars on average), subjects and customer names from the demo generator."""
+    from agentdesk.demo.data import generate
+
+    demo = generate(seed)
+    texts = [row["text"] for row in demo.interactions if row["text"]]
+    subjects = sorted({row["subject"] for row in demo.conversations if row.get("subject")}) or ["Question"]
+    names = [row["display_name"] for row in demo.customers]
+    return texts, subjects, names
+
+
+def seed_world(
+    db_path: Path,
+    *,
+    agents_per_team: list[int],
+    conversations_per_team: list[int],
+    interactions_per_conversation: int,
+    customers: int,
+    seed: int = 7,
+) -> World:
+    """Migrate a fresh SQLite server database and fill it: teams, agents with tokens, customers with
+    identities, conversations and interactions (texts from the demo), in Core bulk inserts (no ORM)."""
+    import sqlalchemy as sa
+
+    from agentdesk.server.auth import hash_token
+    from agentdesk.server.db import make_engine, migrate
+    from agentdesk.server.models import Agent, AgentTeam, ApiToken, Conversation, Customer, Identity, Interaction, Team
+
+    rng = random.Random(seed)
+
+    def new_id() -> str:
+        return f"{rng.getrandbits(128):032x}"
+
+    texts, subjects, names = _text_pools(seed)
+    now = datetime.now(UTC)
+    world = World()
+    engine = make_engine(f"sqlite:///{db_path}")
+    migrate(engine)
+
+    teams = [{"id": new_id(), "name": f"Team {i + 1}", "active": True, "routing": "round_robin", "timezone": "UTC",
+              "hours": {}, "holidays": [], "last_assigned_id": None} for i in range(len(agents_per_team))]
+    world.teams = [t["id"] for t in teams]
+    agents, memberships, tokens = [], [], []
+    team_agents: dict[str, list[str]] = {}
+    for team, count in zip(teams, agents_per_team, strict=True):
+        for _ in range(count):
+            n = len(agents)
+            agent_id = new_id()
+            email = f"agent{n}@bench.agentdesk.test"
+            token = "adk_" + secrets.token_urlsafe(32)
+            agents.append({"id": agent_id, "name": f"Agent {n}", "email": email, "role": "agent", "active": True,
+                           "skills": [], "capacity": {}, "presence": "offline", "presence_at": None,
+                           "created_at": now - timedelta(days=90)})
+            memberships.append({"id": new_id(), "agent_id": agent_id, "team_id": team["id"]})
+            tokens.append({"id": new_id(), "kind": "agent", "agent_id": agent_id, "name": None,
+                           "token_hash": hash_token(token), "hint": token[-4:], "created_at": now, "revoked_at": None})
+            world.agents.append(SeededAgent(agent_id, email, team["id"], token))
+            team_agents.setdefault(team["id"], []).append(agent_id)
+
+    customer_rows, identity_rows = [], []
+    for i in range(customers):
+        name = rng.choice(names)
+        created = now - timedelta(seconds=rng.uniform(30 * 86400, 700 * 86400))
+        customer_rows.append({"id": new_id(), "display_name": name, "first_name": name.split()[0], "tags": [],
+                              "notes": "", "language": "en", "merged_into": None, "created_at": created, "updated_at": created})
+        identity_rows.append({"id": new_id(), "customer_id": customer_rows[-1]["id"], "kind": "email",
+                              "address": f"customer{i}@example.com"})
+        if i % 2 == 0:
+            identity_rows.append({"id": new_id(), "customer_id": customer_rows[-1]["id"], "kind": "phone",
+                                  "address": f"+1415{i:07d}"})
+
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        for model, rows in ((Team, teams), (Agent, agents), (AgentTeam, memberships), (ApiToken, tokens),
+                            (Customer, customer_rows), (Identity, identity_rows)):
+            conn.execute(model.__table__.insert(), rows)
+        n_conversations = n_interactions = 0
+        for team, count in zip(teams, conversations_per_team, strict=True):
+            members = team_agents[team["id"]]
+            world.conversations[team["id"]] = []
+            for chunk_start in range(0, count, 5000):
+                conversation_rows, interaction_rows = [], []
+                for _ in range(min(5000, count - chunk_start)):
+                    customer = rng.choice(customer_rows)
+                    channel = rng.choice(CHANNELS)
+                    started = now - timedelta(seconds=rng.uniform(600, 30 * 86400))
+                    status = rng.choices(("open", "pending", "snoozed", "closed"), (25, 10, 3, 62))[0]
+                    assignee = rng.choice(members) if status != "open" or rng.random() < 0.7 else None
+                    conversation_id = new_id()
+                    at = started
+                    for k in range(interactions_per_conversation):
+                        at = at + timedelta(seconds=rng.uniform(30, 3600))
+                        direction = "inbound" if k % 2 == 0 else rng.choice(("outbound", "outbound", "note"))
+                        interaction_rows.append({
+                            "id": new_id(), "conversation_id": conversation_id, "customer_id": customer["id"],
+                            "channel": channel, "direction": direction,
+                            "author_id": None if direction == "inbound" else (assignee or rng.choice(members)),
+                            "text": rng.choice(texts), "subject": None,
+                            "meta": {"segments": 1} if channel in ("sms", "whatsapp") else {},
+                            "delivery_status": "delivered" if direction == "outbound" else None,
+                            "external_id": None, "occurred_at": at,
+                        })
+                    conversation_rows.append({
+                        "id": conversation_id, "customer_id": customer["id"], "channel": channel, "status": status,
+                        "priority": rng.choices(("low", "normal", "high", "urgent"), (15, 65, 15, 5))[0],
+                        "assignee_id": assignee, "team_id": team["id"], "subject": rng.choice(subjects),
+                        "thread_key": None, "tags": [],
+                        "sla_due": at + timedelta(hours=4) if status == "open" else None,
+                        "first_response_due": None, "next_response_due": None, "resolution_due": None,
+                        "first_response_at": None, "awaiting_since": None,
+                        "closed_at": at if status == "closed" else None,
+                        "snooze_until": now + timedelta(hours=3) if status == "snoozed" else None,
+                        "created_at": started, "updated_at": at, "last_message_at": at, "version": 1,
+                    })
+                    world.conversations[team["id"]].append((conversation_id, channel))
+                conn.execute(Conversation.__table__.insert(), conversation_rows)
+                if interaction_rows:
+                    conn.execute(Interaction.__table__.insert(), interaction_rows)
+                n_conversations += len(conversation_rows)
+                n_interactions += len(interaction_rows)
+    engine.dispose()  # checkpoints the WAL into the file
+    world.counts = {"teams": len(teams), "agents": len(agents), "customers": len(customer_rows),
+                    "identities": len(identity_rows), "conversations": n_conversations, "interactions": n_interactions}
+    log(f"seeded {world.counts} in {time.perf_counter() - t0:.1f} s")
+    return world
+
+
+# ------------------------------------------------------------------------------------------- the server
+
+
+class ServerProcess:
+    """bench/_serve.py in a subprocess: the real app over `db`, or the bare floor app."""
+
+    def __init__(self, db: Path | None = None, *, bare: bool = False, profile: str | None = None) -> None:
+        cmd = [sys.executable, str(BENCH / "_serve.py")]
+        cmd += ["--bare"] if bare else ["--db", str(db)]
+        if profile:
+            cmd += ["--profile", profile]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env_with_src(), text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("PORT "):
+            self.proc.kill()
+            raise RuntimeError(f"bench server did not start: {line!r}")
+        self.url = f"http://127.0.0.1:{int(line.split()[1])}"
+        self.pid = self.proc.pid
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        import httpx
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=2).status_code in (200, 404):  # the bare app: 200
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("bench server not answering")
+            time.sleep(0.05)
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.pid)
+
+    def stop(self) -> None:
+        """Close its stdin (it exits after a graceful shutdown); kill it only if it does not."""
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

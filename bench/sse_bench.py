@@ -1,0 +1,240 @@
+"""SSE bench (issue 3 item 5): commit-to-poke latency for 1000 live subscribers of one server process.
+
+    python bench/sse_bench.py [--subscribers 1000] [--agents 100] [--clients 4] [--rounds 20] [--gap 0.3]
+
+A real server (bench/_serve.py: create_app over SQLite in a temp dir, uvicorn in its own process, the
+default hub polling every 0.05 s) is seeded with a team and `--agents` agents with tokens through
+server.admin. `--clients` client processes open `--subscribers` SSE streams between them (asyncio + httpx
++ httpx-sse, connection limit lifted). Then this process commits one change-log entry per round, straight
+to the database (as another server process would), `--rounds` times, `--gap` seconds apart, and every
+subscriber notes when the poke for it arrives. Latency = poke received - commit returned, per subscriber
+per round (CLOCK_MONOTONIC, the same clock in every process on Linux).
+
+Floor, measured in the same run: this process broadcasting to `--subscribers` asyncio.Queues, each read
+by its own task (what the hub's fan-out costs with no HTTP, no database and no poll interval).
+
+Prints one JSON object on stdout; progress on stderr. Target: p99 <= 100 ms for 1000 subscribers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import _common  # noqa: F401  (puts src/ on sys.path)
+from _common import ServerProcess, log, percentiles
+
+TARGET_P99_MS = 100.0
+
+
+# ------------------------------------------------------------------------------------------- clients
+
+
+def client_process(url: str, tokens: list[str], conn: Any) -> None:
+    asyncio.run(_client_main(url, tokens, conn))
+
+
+async def _client_main(url: str, tokens: list[str], conn: Any) -> None:
+    import httpx
+    from httpx_sse import aconnect_sse
+
+    loop = asyncio.get_running_loop()
+    records: list[list[tuple[int, float]]] = [[] for _ in tokens]  # per stream: (poke seq, received at)
+    connected = 0
+    all_connected = asyncio.Event()
+    errors: list[str] = []
+
+    async def listen(i: int, token: str) -> None:
+        nonlocal connected
+        try:
+            async with aconnect_sse(http, "GET", "/api/v1/events", headers={"Authorization": f"Bearer {token}"}) as source:
+                async for event in source.aiter_sse():
+                    if event.event == "poke":
+                        now = time.monotonic()
+                        records[i].append((int(event.id), now))
+                        if len(records[i]) == 1:
+                            connected += 1
+                            if connected == len(tokens):
+                                all_connected.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - reported to the parent
+            errors.append(f"{type(exc).__name__}: {exc}")
+            all_connected.set()
+
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=httpx.Timeout(60, read=None)) as http:
+        tasks = []
+        for start in range(0, len(tokens), 50):  # connect in batches: the server snapshots each new stream
+            tasks += [asyncio.create_task(listen(i, tokens[i])) for i in range(start, min(start + 50, len(tokens)))]
+            await asyncio.sleep(0.05)
+        await all_connected.wait()
+        conn.send(("ready", errors))
+        last_seq = await loop.run_in_executor(None, conn.recv)  # the parent's rounds are done
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(not r or r[-1][0] < last_seq for r in records):
+            await asyncio.sleep(0.05)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    conn.send(("records", records, errors))
+
+
+# ------------------------------------------------------------------------------------------- the floor
+
+
+async def queue_floor(subscribers: int, rounds: int) -> list[float]:
+    """Latency of broadcasting to `subscribers` asyncio.Queues, each awaited by its own task."""
+    queues = [asyncio.Queue(256) for _ in range(subscribers)]
+    samples: list[float] = []
+
+    async def reader(queue: asyncio.Queue) -> None:
+        while True:
+            sent = await queue.get()
+            samples.append(time.monotonic() - sent)
+
+    tasks = [asyncio.create_task(reader(q)) for q in queues]
+    await asyncio.sleep(0.01)
+    for _ in range(rounds):
+        sent = time.monotonic()
+        for queue in queues:
+            queue.put_nowait(sent)
+        await asyncio.sleep(0.05)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return samples
+
+
+# ------------------------------------------------------------------------------------------- main
+
+
+def seed(db_path: Path, agents: int) -> tuple[Any, str, list[str]]:
+    from agentdesk.server.admin import add_agent, add_team, issue_agent_token
+    from agentdesk.server.db import make_engine, migrate, session
+
+    engine = make_engine(f"sqlite:///{db_path}")
+    migrate(engine)
+    tokens = []
+    with session(engine) as db:
+        team = add_team(db, "Bench")
+        for n in range(agents):
+            agent = add_agent(db, f"Agent {n}", f"agent{n}@bench.agentdesk.test", "Bench")
+            tokens.append(issue_agent_token(db, agent.email))
+    return engine, team.id, tokens
+
+
+def commit_change(engine: Any, team_id: str) -> tuple[int, float]:
+    """One change-log entry (a team upsert), committed; returns its seq and when the commit returned."""
+    import sqlalchemy as sa
+
+    from agentdesk.server.changes import begin_write, record_upsert
+    from agentdesk.server.db import session
+    from agentdesk.server.models import Change, Team
+
+    with session(engine) as db:
+        begin_write(db)
+        team = db.get(Team, team_id)
+        team.last_assigned_id = uuid.uuid4().hex
+        record_upsert(db, team)
+        db.commit()
+        committed = time.monotonic()
+        seq = db.execute(sa.select(sa.func.max(Change.seq))).scalar_one()
+    return seq, committed
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="sse_bench")
+    parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--agents", type=int, default=100, help="agents the subscribers are spread over")
+    parser.add_argument("--clients", type=int, default=4, help="client processes")
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--gap", type=float, default=0.3, help="seconds between commits")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="adk-sse-bench-") as tmp:
+        db_path = Path(tmp) / "server.sqlite3"
+        t0 = time.perf_counter()
+        engine, team_id, tokens = seed(db_path, args.agents)
+        log(f"seeded a team and {args.agents} agents in {time.perf_counter() - t0:.1f} s")
+        with ServerProcess(db_path) as server:
+            ctx = mp.get_context("spawn")
+            streams = [tokens[i % len(tokens)] for i in range(args.subscribers)]
+            shares = [streams[k :: args.clients] for k in range(args.clients)]
+            pipes, procs = [], []
+            t0 = time.perf_counter()
+            for share in shares:
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=client_process, args=(server.url, share, child), daemon=True)
+                proc.start()
+                pipes.append(parent)
+                procs.append(proc)
+            errors: list[str] = []
+            for pipe in pipes:
+                _, errs = pipe.recv()
+                errors += errs
+            connect_s = time.perf_counter() - t0
+            log(f"{args.subscribers} streams open in {connect_s:.1f} s ({len(errors)} errors)")
+
+            time.sleep(1.0)  # let the connect burst settle
+            cpu_before = server.cpu()
+            commits: dict[int, float] = {}
+            for n in range(args.rounds):
+                seq, committed = commit_change(engine, team_id)
+                commits[seq] = committed
+                time.sleep(args.gap + (n % 5) * 0.013)  # not in step with the poll
+            server_cpu = server.cpu() - cpu_before
+            last_seq = max(commits)
+            for pipe in pipes:
+                pipe.send(last_seq)
+            records: list[list[tuple[int, float]]] = []
+            for pipe in pipes:
+                _, recs, errs = pipe.recv()
+                records += recs
+                errors += errs
+            for proc in procs:
+                proc.join(timeout=10)
+
+        latencies, missed, per_round = [], 0, {seq: [] for seq in commits}
+        for stream in records:
+            for seq, committed in commits.items():
+                got = next((at for s, at in stream if s >= seq and at >= committed), None)
+                if got is None:
+                    missed += 1
+                else:
+                    latencies.append(got - committed)
+                    per_round[seq].append(got - committed)
+        floor = asyncio.run(queue_floor(args.subscribers, args.rounds))
+        engine.dispose()
+
+    result = {
+        "subscribers": args.subscribers,
+        "agents": args.agents,
+        "client_processes": args.clients,
+        "rounds": args.rounds,
+        "cpus": os.cpu_count(),
+        "poll_interval_ms": 50,
+        "connect_s": round(connect_s, 2),
+        "latency_ms": percentiles(latencies),
+        "worst_round_p99_ms": max((percentiles(v)["p99"] or 0) for v in per_round.values()),
+        "missed": missed,
+        "errors": errors[:5],
+        "server_cpu_s_during_rounds": round(server_cpu, 2),
+        "floor_in_process_queue_ms": percentiles(floor),
+        "target_p99_ms": TARGET_P99_MS,
+        "target_met": bool(latencies) and missed == 0 and percentiles(latencies)["p99"] <= TARGET_P99_MS,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,471 @@
+"""The live-event hub (DESIGN §5 "Live"): pokes, presence and typing for every SSE stream of this process.
+
+Several server processes may share one database, so nothing here relies on in-process calls to fan out:
+one background task per process polls the database every `poll_interval` for `max(change.seq)` and for
+new `Signal` rows (one query pair per tick, however many subscribers), and hands what it found to every
+subscriber's bounded asyncio.Queue with `put_nowait`, so a slow stream never holds up the others:
+- a poke is a marker queued at most once per subscriber (pokes coalesce; the stream announces the
+  newest seq when it gets to it);
+- a presence or typing event that does not fit marks the subscriber lagged: its stream drops what is
+  queued and sends a fresh presence snapshot instead.
+
+Signal seqs can commit out of order on PostgreSQL (a sequence value is taken before commit), so the
+poller remembers the holes below the newest seq it has seen and asks for them again for `gap_wait`
+seconds. Signals older than `signal_ttl` are pruned, except each agent's latest presence (which says
+what the agent is viewing) and the newest row (so SQLite never hands out a seq again).
+
+uvicorn tells an app nothing when it starts to shut down while responses are open (the lifespan
+shutdown comes after connections close), and sse-starlette only learns of it from signal handlers,
+which uvicorn installs in the main thread only. So the hub also watches the serving uvicorn.Server's
+`should_exit` and ends every stream when it is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from agentdesk.domain.clock import utcnow
+from agentdesk.server.changes import begin_write, record_upsert
+from agentdesk.server.db import session as open_session
+from agentdesk.server.models import Agent, Change, Signal
+
+log = logging.getLogger(__name__)
+
+PRESENCE_STATUSES = ("available", "away", "offline")
+
+_POKE = object()  # queue marker: the change log moved on
+_CLOSE = object()  # queue marker: end the stream
+
+
+def encode_event(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+    """One SSE event, LF-separated (the spec allows LF, CR or CRLF)."""
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def _presence_event(agent_id: str, status: str, viewing: str | None) -> bytes:
+    return encode_event("presence", {"agent_id": agent_id, "status": status, "viewing": viewing})
+
+
+# --- database side: what POST /presence, /typing and the offline grace write ---------------------------------
+
+
+def _latest_presence(session: Session, agent_id: str) -> dict[str, Any]:
+    row = session.exec(
+        select(Signal.data)
+        .where(Signal.kind == "presence", Signal.agent_id == agent_id)
+        .order_by(Signal.seq.desc())  # type: ignore[union-attr]
+        .limit(1)
+    ).first()
+    return dict(row) if row else {}
+
+
+_UNSET: Any = object()
+
+
+def write_presence(
+    session: Session,
+    agent_id: str,
+    *,
+    status: str | None = None,
+    viewing: str | None = _UNSET,
+    viewing_team: str | None = None,
+) -> dict[str, Any]:
+    """Set an agent's presence and/or the conversation they are viewing, and commit.
+
+    A status change updates Agent.presence through the change log (desks see it in pull too); every call
+    writes a presence Signal carrying the whole state, which the hubs of all processes fan out.
+    `viewing_team` is the viewed conversation's team: only that team's agents are told what is viewed.
+    """
+    agent = session.get(Agent, agent_id)
+    if agent is None:
+        raise LookupError(agent_id)
+    new_status = status or agent.presence
+    if viewing is _UNSET:
+        previous = _latest_presence(session, agent_id)
+        viewing, viewing_team = previous.get("viewing"), previous.get("team_id")
+    if new_status == "offline":
+        viewing, viewing_team = None, None
+    if new_status != agent.presence:
+        begin_write(session)
+        agent.presence = new_status
+        agent.presence_at = utcnow()
+        record_upsert(session, agent)
+    state = {"status": new_status, "viewing": viewing, "team_id": viewing_team}
+    session.add(Signal(kind="presence", agent_id=agent_id, conversation_id=viewing, data=state))
+    session.commit()
+    return state
+
+
+def write_typing(session: Session, agent_id: str, conversation_id: str, team_id: str) -> None:
+    session.add(Signal(kind="typing", agent_id=agent_id, conversation_id=conversation_id, data={"team_id": team_id}))
+    session.commit()
+
+
+@dataclass(frozen=True)
+class PresenceSnapshot:
+    seq: int  # max(change.seq) when read
+    agents: list[tuple[str, str, str | None, str | None]]  # agent id, status, viewing, viewing's team
+
+
+def read_snapshot(engine: sa.Engine) -> PresenceSnapshot:
+    """Every active agent's presence and viewed conversation, and the change log's newest seq."""
+    latest = (
+        sa.select(sa.func.max(Signal.seq)).where(Signal.kind == "presence").group_by(Signal.agent_id)  # type: ignore[arg-type]
+    )
+    with engine.connect() as conn:
+        seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))).scalar_one()
+        agents = conn.execute(sa.select(Agent.id, Agent.presence).where(Agent.active).order_by(Agent.id)).all()  # type: ignore[arg-type]
+        viewing = {
+            agent_id: data or {}
+            for agent_id, data in conn.execute(
+                sa.select(Signal.agent_id, Signal.data).where(Signal.seq.in_(latest))  # type: ignore[union-attr]
+            )
+        }
+    rows = []
+    for agent_id, status in agents:
+        state = viewing.get(agent_id, {}) if status != "offline" else {}
+        rows.append((agent_id, status, state.get("viewing"), state.get("team_id")))
+    return PresenceSnapshot(seq=seq, agents=rows)
+
+
+# --- the hub ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One open SSE stream."""
+
+    agent_id: str
+    teams: frozenset[str]
+    sent_seq: int  # the newest change seq this stream has announced (or the client said it had)
+    queue: asyncio.Queue = field(repr=False)  # type: ignore[type-arg]
+    poke_queued: bool = False
+    lagged: bool = False
+    closed: bool = False
+
+
+@dataclass
+class _Tick:
+    seq: int
+    signals: list[tuple[int, str, str, str | None, dict[str, Any]]]  # seq, kind, agent id, conversation, data
+
+
+class Hub:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        poll_interval: float = 0.05,
+        heartbeat: float = 15.0,
+        offline_grace: float = 10.0,
+        queue_size: int = 256,
+        signal_ttl: float = 60.0,
+        prune_every: float = 10.0,
+        gap_wait: float = 2.0,
+    ) -> None:
+        self.engine = engine
+        self.poll_interval = poll_interval
+        self.heartbeat = heartbeat
+        self.offline_grace = offline_grace
+        self.queue_size = queue_size
+        self.signal_ttl = signal_ttl
+        self.prune_every = prune_every
+        self.gap_wait = gap_wait
+        self.seq = 0  # newest change seq seen
+        self.signal_seq = 0  # newest signal seq seen
+        self._gaps: dict[int, float] = {}  # signal seqs below signal_seq not seen yet -> when first missed
+        self._subscribers: set[Subscriber] = set()
+        self._by_agent: dict[str, set[Subscriber]] = {}
+        self._grace: dict[str, asyncio.Task[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._limiter = anyio.CapacityLimiter(1)  # the poll never waits behind request handlers' threads
+        self._poke_cache: tuple[int, bytes] = (-1, b"")
+        self._server: Any = None  # the uvicorn.Server serving us, when found
+        self.closing = False
+        self.ticks = 0
+
+    # lifecycle
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        if self.running:
+            return
+        self.closing = False
+        self.seq, self.signal_seq = await anyio.to_thread.run_sync(self._read_heads, limiter=self._limiter)
+        self._server = _serving_uvicorn_server()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="agentdesk-event-hub")
+
+    async def stop(self) -> None:
+        self.close_streams()
+        for task in self._grace.values():
+            task.cancel()
+        self._grace.clear()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    def close_streams(self) -> None:
+        """End every stream (server shutdown); new ones end at once."""
+        self.closing = True
+        for sub in list(self._subscribers):
+            self._close(sub)
+
+    @staticmethod
+    def _close(sub: Subscriber) -> None:
+        sub.closed = True
+        try:
+            sub.queue.put_nowait(_CLOSE)
+        except asyncio.QueueFull:
+            pass  # the stream is busy; it checks `closed` after each item
+
+    # subscribers
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)
+
+    def subscribe(self, agent_id: str, teams: list[str] | frozenset[str], sent_seq: int = -1) -> Subscriber:
+        sub = Subscriber(agent_id=agent_id, teams=frozenset(teams), sent_seq=sent_seq, queue=asyncio.Queue(self.queue_size))
+        self._subscribers.add(sub)
+        self._by_agent.setdefault(agent_id, set()).add(sub)
+        pending = self._grace.pop(agent_id, None)
+        if pending is not None:
+            pending.cancel()  # back within the grace period
+        if self.closing:
+            self._close(sub)
+        return sub
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        if sub not in self._subscribers:
+            return
+        self._subscribers.discard(sub)
+        streams = self._by_agent.get(sub.agent_id)
+        if streams is not None:
+            streams.discard(sub)
+            if not streams:
+                del self._by_agent[sub.agent_id]
+                if not self.closing and self.running:
+                    self._grace[sub.agent_id] = asyncio.get_running_loop().create_task(self._offline_later(sub.agent_id))
+
+    def streams_of(self, agent_id: str) -> int:
+        return len(self._by_agent.get(agent_id, ()))
+
+    async def _offline_later(self, agent_id: str) -> None:
+        await asyncio.sleep(self.offline_grace)
+        if self._grace.get(agent_id) is not asyncio.current_task() or self._by_agent.get(agent_id):
+            return
+        del self._grace[agent_id]
+        try:
+            await anyio.to_thread.run_sync(self._write_offline, agent_id)
+        except Exception:
+            log.exception("could not mark agent %s offline", agent_id)
+
+    def _write_offline(self, agent_id: str) -> None:
+        with open_session(self.engine) as session:
+            agent = session.get(Agent, agent_id)
+            if agent is not None and agent.presence != "offline":
+                write_presence(session, agent_id, status="offline")
+
+    # the stream of one subscriber
+
+    def poke_bytes(self) -> bytes:
+        seq, encoded = self._poke_cache
+        if seq != self.seq:
+            encoded = encode_event("poke", {"seq": self.seq}, event_id=self.seq)
+            self._poke_cache = (self.seq, encoded)
+        return encoded
+
+    async def snapshot_bytes(self, sub: Subscriber) -> tuple[int, bytes]:
+        snapshot = await anyio.to_thread.run_sync(read_snapshot, self.engine)
+        events = [
+            _presence_event(agent_id, status, viewing if team in sub.teams else None)
+            for agent_id, status, viewing, team in snapshot.agents
+        ]
+        return snapshot.seq, b"".join(events)
+
+    async def stream(self, agent_id: str, teams: list[str], resume: int | None) -> AsyncIterator[bytes]:
+        """The events of one SSE stream: presence of every agent, a poke, then whatever happens.
+
+        `resume` is the seq the client last heard of (Last-Event-ID or ?seq=): then the first poke is
+        sent only if the log moved on since; without it the first poke always comes.
+        """
+        sub = self.subscribe(agent_id, teams, -1 if resume is None else resume)
+        try:
+            seq, presence = await self.snapshot_bytes(sub)
+            first = [presence]
+            seq = max(seq, self.seq)  # the snapshot's seq may be fresher than the last tick's
+            if seq > sub.sent_seq:
+                first.append(encode_event("poke", {"seq": seq}, event_id=seq))
+                sub.sent_seq = seq
+            yield b"".join(first)
+            queue = sub.queue
+            while True:
+                item = await queue.get()
+                chunks: list[bytes] = []
+                while True:
+                    if item is _CLOSE or sub.closed:
+                        return
+                    if item is _POKE:
+                        sub.poke_queued = False
+                    else:
+                        chunks.append(item)
+                    if queue.empty():
+                        break
+                    item = queue.get_nowait()
+                if sub.lagged:  # events were dropped: replace what is queued by a fresh snapshot
+                    sub.lagged = False
+                    while not queue.empty():
+                        if queue.get_nowait() is _CLOSE:
+                            return
+                    sub.poke_queued = False
+                    _, presence = await self.snapshot_bytes(sub)
+                    chunks = [presence]
+                if self.seq > sub.sent_seq:
+                    chunks.append(self.poke_bytes())
+                    sub.sent_seq = self.seq
+                if chunks:
+                    yield b"".join(chunks)
+        finally:
+            self.unsubscribe(sub)
+
+    # the poll task
+
+    def _read_heads(self) -> tuple[int, int]:
+        with self.engine.connect() as conn:
+            seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))).scalar_one()
+            signal_seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(Signal.seq), 0))).scalar_one()
+        return seq, signal_seq
+
+    def _read(self, after: int, gaps: list[int]) -> _Tick:
+        cols = (Signal.seq, Signal.kind, Signal.agent_id, Signal.conversation_id, Signal.data)
+        newer = Signal.seq > after  # type: ignore[operator]
+        where = sa.or_(newer, Signal.seq.in_(gaps)) if gaps else newer  # type: ignore[union-attr]
+        with self.engine.connect() as conn:
+            seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))).scalar_one()
+            rows = conn.execute(sa.select(*cols).where(where).order_by(Signal.seq).limit(1000)).all()  # type: ignore[arg-type]
+        return _Tick(seq=seq, signals=[(r[0], r[1], r[2], r[3], r[4] or {}) for r in rows])
+
+    def _prune(self) -> None:
+        cutoff = utcnow() - timedelta(seconds=self.signal_ttl)
+        keep_presence = sa.select(sa.func.max(Signal.seq)).where(Signal.kind == "presence").group_by(Signal.agent_id)  # type: ignore[arg-type]
+        newest = sa.select(sa.func.max(Signal.seq)).scalar_subquery()  # type: ignore[arg-type]
+        with self.engine.begin() as conn:
+            conn.execute(
+                sa.delete(Signal).where(
+                    Signal.created_at < cutoff,  # type: ignore[operator]
+                    Signal.seq < newest,  # type: ignore[operator]
+                    Signal.seq.not_in(keep_presence),  # type: ignore[union-attr]
+                )
+            )
+
+    async def _run(self) -> None:
+        last_prune = time.monotonic()
+        while True:
+            try:
+                if self._server is not None and self._server.should_exit and not self.closing:
+                    self.close_streams()
+                tick = await anyio.to_thread.run_sync(
+                    self._read, self.signal_seq, sorted(self._gaps), limiter=self._limiter
+                )
+                self.ticks += 1
+                self._apply(tick)
+                if time.monotonic() - last_prune >= self.prune_every:
+                    last_prune = time.monotonic()
+                    await anyio.to_thread.run_sync(self._prune, limiter=self._limiter)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("event hub poll failed; retrying")
+                await asyncio.sleep(max(self.poll_interval, 1.0))
+            await asyncio.sleep(self.poll_interval)
+
+    def _apply(self, tick: _Tick) -> None:
+        now = time.monotonic()
+        events: list[tuple[str, str, dict[str, Any]]] = []  # kind, agent id, data
+        for seq, kind, agent_id, conversation_id, data in tick.signals:
+            if seq > self.signal_seq:
+                if seq - self.signal_seq <= 1000:
+                    for missing in range(self.signal_seq + 1, seq):
+                        self._gaps[missing] = now
+                self.signal_seq = seq
+            elif self._gaps.pop(seq, None) is None:
+                continue  # seen already
+            events.append((kind, agent_id, {**data, "conversation_id": conversation_id}))
+        for missing, since in list(self._gaps.items()):
+            if now - since > self.gap_wait:
+                del self._gaps[missing]
+        if events:
+            self._fan_out_signals(events)
+        if tick.seq > self.seq:
+            self.seq = tick.seq
+            self._fan_out_poke()
+
+    def _fan_out_poke(self) -> None:
+        for sub in self._subscribers:
+            if not sub.poke_queued and sub.sent_seq < self.seq:
+                try:
+                    sub.queue.put_nowait(_POKE)
+                    sub.poke_queued = True
+                except asyncio.QueueFull:
+                    pass  # the stream has items to take; it checks the seq after each
+
+    def _fan_out_signals(self, events: list[tuple[str, str, dict[str, Any]]]) -> None:
+        for kind, agent_id, data in events:
+            team = data.get("team_id")
+            if kind == "presence":
+                status = data.get("status", "offline")
+                full = _presence_event(agent_id, status, data.get("viewing"))
+                hidden = _presence_event(agent_id, status, None) if data.get("viewing") else full
+                for sub in self._subscribers:
+                    self._offer(sub, full if team in sub.teams else hidden)
+            elif kind == "typing":
+                encoded = encode_event("typing", {"agent_id": agent_id, "conversation_id": data["conversation_id"]})
+                for sub in self._subscribers:
+                    if team in sub.teams and sub.agent_id != agent_id:
+                        self._offer(sub, encoded)
+
+    @staticmethod
+    def _offer(sub: Subscriber, encoded: bytes) -> None:
+        if sub.lagged:
+            return
+        try:
+            sub.queue.put_nowait(encoded)
+        except asyncio.QueueFull:
+            sub.lagged = True  # its stream will send a fresh presence snapshot instead
+
+
+def _serving_uvicorn_server() -> Any:
+    """The uvicorn.Server whose `serve` runs this event loop, if any (see the module docstring)."""
+    try:
+        import uvicorn
+    except ImportError:  # pragma: no cover - uvicorn is a dependency
+        return None
+    for task in asyncio.all_tasks():
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None)
+            owner = frame.f_locals.get("self") if frame is not None else None
+            if isinstance(owner, uvicorn.Server):
+                return owner
+            coro = getattr(coro, "cr_await", None)
+    return None

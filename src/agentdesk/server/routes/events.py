@@ -1,0 +1,113 @@
+"""Live events (DESIGN §5 "Live"): the SSE stream, and the presence and typing an agent announces.
+
+GET /api/v1/events (text/event-stream), events:
+- `poke` {seq}, with `id: seq`: the change log's newest seq; the client pulls. Not filtered per agent.
+- `presence` {agent_id, status: available|away|offline, viewing: conversation id or null}; `viewing` is
+  null unless the conversation is in one of the subscriber's teams.
+- `typing` {agent_id, conversation_id}: only to agents of the conversation's team.
+- a `: ping` comment every heartbeat (15 s by default).
+On connect: every active agent's presence, then a poke with the current seq. A client that resumes
+(`Last-Event-ID` header or `?seq=`) gets that first poke only if the log moved on since.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from agentdesk.server.auth import agent_for_token, team_ids
+from agentdesk.server.db import session as open_session
+from agentdesk.server.deps import Caller, CallerDep, SessionDep
+from agentdesk.server.events import Hub, write_presence, write_typing
+from agentdesk.server.models import Conversation
+
+router = APIRouter(prefix="/api/v1", tags=["live"])
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+    # Not deps.CallerDep: its session would stay open (holding a pooled connection) as long as the stream.
+    if credentials is not None:
+        with open_session(request.app.state.engine) as session:
+            agent = agent_for_token(session, credentials.credentials)
+            if agent is not None:
+                return Caller(agent=agent, teams=team_ids(session, agent.id))
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Missing or invalid API token.", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _resume_seq(last_event_id: str | None, seq: int | None) -> int | None:
+    if last_event_id:
+        try:
+            return max(int(last_event_id.strip()), 0)
+        except ValueError:
+            pass  # not one of ours: start afresh
+    return seq
+
+
+@router.get("/events", response_class=EventSourceResponse)
+async def events(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    seq: Annotated[int | None, Query(ge=0, description="resume after this change seq")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventSourceResponse:
+    """The caller's live event stream (server-sent events)."""
+    caller = await run_in_threadpool(_caller, request, credentials)
+    hub: Hub = request.app.state.hub
+    if not hub.running:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "The live event hub is not running.")
+    return EventSourceResponse(
+        hub.stream(caller.agent.id, caller.teams, _resume_seq(last_event_id, seq)),
+        ping=hub.heartbeat,
+        ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
+        sep="\n",
+        send_timeout=max(30.0, 2 * hub.heartbeat),  # a client that stopped reading is let go
+    )
+
+
+def _visible_conversation(session: SessionDep, caller: Caller, conversation_id: str) -> Conversation:
+    conversation = session.get(Conversation, conversation_id)
+    if conversation is None or conversation.team_id not in caller.teams:
+        raise HTTPException(404, "No such conversation.")
+    return conversation
+
+
+class PresenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["available", "away", "offline"] | None = None
+    viewing: str | None = None  # a conversation id; null: none; omitted: unchanged
+
+
+class PresenceOut(BaseModel):
+    agent_id: str
+    status: str
+    viewing: str | None
+
+
+@router.post("/presence")
+def presence(caller: CallerDep, session: SessionDep, body: PresenceIn) -> PresenceOut:
+    """Set the caller's presence and/or the conversation they are looking at."""
+    kwargs: dict = {"status": body.status}
+    if "viewing" in body.model_fields_set:
+        team = _visible_conversation(session, caller, body.viewing).team_id if body.viewing else None
+        kwargs.update(viewing=body.viewing, viewing_team=team)
+    state = write_presence(session, caller.agent.id, **kwargs)
+    return PresenceOut(agent_id=caller.agent.id, status=state["status"], viewing=state["viewing"])
+
+
+class TypingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    conversation_id: str
+
+
+@router.post("/typing", status_code=204)
+def typing(caller: CallerDep, session: SessionDep, body: TypingIn) -> Response:
+    """The caller is typing in a conversation (clients send this at most every few seconds)."""
+    conversation = _visible_conversation(session, caller, body.conversation_id)
+    write_typing(session, caller.agent.id, conversation.id, conversation.team_id)
+    return Response(status_code=204)
