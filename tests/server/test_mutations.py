@@ -350,7 +350,7 @@ def test_merge_then_unmerge_restores_everything_exactly(live_server):
     assert get(live_server, Conversation, world.conversations["lena-email"]).version == 2
 
     # Something that arrives for the kept customer after the merge stays with her after the undo.
-    later = add_customer(live_server, "later", "Billing", "Later Person")
+    add_customer(live_server, "later", "Billing", "Later Person")
     with session(live_server.engine) as db:
         late = db.get(Conversation, world.conversations["later-email"])
         late.customer_id = maria
@@ -365,7 +365,6 @@ def test_merge_then_unmerge_restores_everything_exactly(live_server):
     assert get(live_server, MergeRecord, merge_id).undone_at is not None
     again = push(live_server, "unmerge", merge_id=merge_id)
     assert again["status"] == "rejected" and again["reason"] == "This merge was already undone."
-    assert later  # the helper customer itself is untouched
 
 
 def test_merge_refusals(live_server):
@@ -403,7 +402,8 @@ def test_merge_across_teams_tells_each_team_what_it_lost_and_gained(live_server)
     changes, _ = pull(live_server, ALICE, cursor)
     ops = {(c["entity"], c["id"], c["op"]) for c in changes}
     assert ("customers", ken, "delete") in ops and ("customers", maria, "upsert") in ops
-    assert all(op == "delete" for e, i, op in ops if e == "identities" and i in {x.id for x in get_identities(live_server, ken)})
+    ken_identities = {i.id for i in get_identities(live_server, ken)}
+    assert {i for e, i, op in ops if e == "identities" and op == "delete"} == ken_identities  # Billing drops Ken whole
 
 
 def get_identities(live, customer_id: str) -> list[Identity]:

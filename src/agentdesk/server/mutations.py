@@ -1,15 +1,16 @@
 """Push: intent mutations from clients, each applied at most once by its client mutation id.
 
 Each kind has an argument model (extra="forbid": no mass assignment) and one small applier in `APPLIERS`.
-`apply` takes the change-log lock (`changes.begin_write`) first, before any read, so on PostgreSQL writers
-queue on it before they lock rows, and what they then read is fresh. Anything the caller may not see is
-rejected with the same words as something that does not exist.
+`apply` takes the change-log lock (`changes.begin_write`) first, before any read, so writers queue on it
+before they lock rows, and what they then read is fresh. Anything the caller may not see is rejected with
+the same words as something that does not exist.
 
-Concurrency: a conversation changes only through `_update`, a compare-and-set on its version
-(UPDATE … WHERE id = :id AND version = :read [AND assignee_id IS NULL]); when the row changed since it was
-read, the whole mutation runs again from fresh reads, so its preconditions are checked anew and the loser of
-a race gets a real reason ("Alice Ward took this conversation first."). Customers have no version: their
-row is locked with a no-op UPDATE and read again under the lock before it is changed.
+Concurrency: besides that lock (which a writer elsewhere may not take first), a conversation changes only
+through `_update`, a compare-and-set on its version (UPDATE … WHERE id = :id AND version = :read [AND
+assignee_id IS NULL]); when the row changed since it was read, the whole mutation runs again from fresh
+reads, so its preconditions are checked anew and the loser of a race gets a real reason ("Alice Ward took
+this conversation first."). Customers have no version: their row is locked with a no-op UPDATE and read
+again under the lock before it is changed.
 
 Permissions: an agent acts on the conversations of their teams. While a conversation is unassigned, any
 agent of its team may assign it to themselves or to another active member of the team (help desks let
