@@ -27,7 +27,7 @@ def create_app(engine: sa.Engine, *, hub: Hub | None = None, settings: Settings 
     routing rules they declare are applied to the database first (see server/declared.py).
     """
     from agentdesk.server.routes import admin as admin_routes
-    from agentdesk.server.routes import events, health, inbound, sync
+    from agentdesk.server.routes import events, health, inbound, records, sync
 
     hub = hub if hub is not None else Hub(engine)
 
@@ -49,6 +49,7 @@ def create_app(engine: sa.Engine, *, hub: Hub | None = None, settings: Settings 
     app.include_router(sync.router)
     app.include_router(admin_routes.router)
     app.include_router(inbound.router)
+    app.include_router(records.router)
     _configure(app, engine, settings)
     return app
 

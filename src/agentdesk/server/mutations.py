@@ -28,14 +28,28 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, select
 
 from agentdesk.domain.clock import utcnow
 from agentdesk.server import sla
-from agentdesk.server.changes import begin_write, record_conversation_moved, record_customer, record_delete, record_upsert
+from agentdesk.server.changes import (
+    begin_write,
+    record_conversation_moved,
+    record_customer,
+    record_delete,
+    record_upsert,
+)
 from agentdesk.server.models import (
     Agent,
     AgentTeam,
@@ -48,6 +62,7 @@ from agentdesk.server.models import (
     Mutation,
     Team,
 )
+from agentdesk.server.visibility import teams_seeing, visible_conversation
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _ATTEMPTS = 8  # compare-and-set retries of one mutation before it is rejected as contended
@@ -204,8 +219,8 @@ def _expect_version(conversation: Conversation, expected: int | None) -> None:
 
 def _conversation(ctx: _Ctx, conversation_id: str, expected_version: int | None = None) -> Conversation:
     """A conversation in one of the caller's teams, at the version the caller expects (if they said)."""
-    conversation = ctx.session.get(Conversation, conversation_id)
-    if conversation is None or conversation.team_id not in ctx.teams:
+    conversation = visible_conversation(ctx.session, ctx.teams, conversation_id)
+    if conversation is None:
         raise _gone("conversation")
     _expect_version(conversation, expected_version)
     return conversation
@@ -258,15 +273,10 @@ def _lock_customer(ctx: _Ctx, customer_id: str) -> Customer | None:
     return ctx.session.get(Customer, customer_id, populate_existing=True)
 
 
-def _teams_seeing(session: Session, customer_id: str) -> set[str]:
-    """A customer is visible to the teams that hold one of their conversations."""
-    return set(session.exec(select(Conversation.team_id).where(Conversation.customer_id == customer_id)))
-
-
 def _customer(ctx: _Ctx, customer_id: str, what: str = "customer") -> Customer:
     """A customer the caller may see, locked for this transaction."""
     customer = _lock_customer(ctx, customer_id)
-    if customer is None or not _teams_seeing(ctx.session, customer_id) & set(ctx.teams):
+    if customer is None or not teams_seeing(ctx.session, customer_id) & set(ctx.teams):
         raise _gone(what)
     return customer
 
@@ -453,7 +463,7 @@ def _reannounce(ctx: _Ctx, seen_before: dict[str, set[str]]) -> None:
     identities); a team that gained sight gets it whole (its cursor is past the customer's old changes)."""
     session = ctx.session
     for customer_id, before in seen_before.items():
-        after = _teams_seeing(session, customer_id)
+        after = teams_seeing(session, customer_id)
         identity_ids = list(session.exec(select(Identity.id).where(Identity.customer_id == customer_id)))
         for team_id in sorted(before - after):
             record_delete(session, "customers", customer_id, team_id=team_id)
@@ -472,7 +482,7 @@ def apply_merge_customers(ctx: _Ctx, args: MergeArgs) -> None:
         raise Rejected("A merge with this id already exists.")
     if source.merged_into or target.merged_into:
         raise Rejected("One of these customers was already merged into another.")
-    seen_before = {customer.id: _teams_seeing(ctx.session, customer.id) for customer in (source, target)}
+    seen_before = {customer.id: teams_seeing(ctx.session, customer.id) for customer in (source, target)}
     moved = _move(ctx, source.id, target.id)
     _save_customer(ctx, source, {"merged_into": target.id})
     ctx.session.add(MergeRecord(id=args.merge_id, source_id=source.id, target_id=target.id, moved=moved, agent_id=ctx.agent.id))
@@ -498,7 +508,7 @@ def apply_unmerge(ctx: _Ctx, args: UnmergeArgs) -> None:
         raise Rejected("This merge was already undone.")
     if target.merged_into or source is None:
         raise Rejected(f"{target.display_name} was merged again since; undo that merge first.")
-    seen_before = {customer.id: _teams_seeing(ctx.session, customer.id) for customer in (source, target)}
+    seen_before = {customer.id: teams_seeing(ctx.session, customer.id) for customer in (source, target)}
     _move(ctx, target.id, source.id, only=record.moved)
     _save_customer(ctx, source, {"merged_into": None})
     record.undone_at = ctx.now
@@ -508,7 +518,7 @@ def apply_unmerge(ctx: _Ctx, args: UnmergeArgs) -> None:
 
 def apply_dismiss_suggestion(ctx: _Ctx, args: SuggestionArgs) -> None:
     suggestion = ctx.session.get(MergeSuggestion, args.suggestion_id)
-    if suggestion is None or not _teams_seeing(ctx.session, suggestion.customer_id) & set(ctx.teams):
+    if suggestion is None or not teams_seeing(ctx.session, suggestion.customer_id) & set(ctx.teams):
         raise _gone("suggestion")
     if suggestion.status == "accepted":
         raise Rejected("These customers were already merged.")

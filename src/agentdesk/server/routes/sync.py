@@ -14,8 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentdesk.server.compaction import horizon
 from agentdesk.server.db import session as open_session
 from agentdesk.server.deps import CallerDep, SessionDep
-from agentdesk.server.models import Change, Conversation, Customer, Identity, Interaction, MergeSuggestion
+from agentdesk.server.models import (
+    Change,
+    Conversation,
+    Customer,
+    Identity,
+    Interaction,
+    MergeSuggestion,
+)
 from agentdesk.server.mutations import MutationIn, MutationResult, apply
+from agentdesk.server.visibility import team_customers
 from agentdesk.server.wire import ENTITIES, columns, wire_value
 
 router = APIRouter(prefix="/api/v1/sync", tags=["sync"])
@@ -41,17 +49,12 @@ def _max_seq(session: SessionDep) -> int:
     return session.execute(sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))).scalar_one()
 
 
-def _team_customers(teams: list[str]) -> sa.Select:
-    """The customers an agent of `teams` may see: those with a conversation in one of the teams."""
-    return sa.select(Conversation.customer_id).where(Conversation.team_id.in_(teams))  # type: ignore[attr-defined]
-
-
 def _visible_change(caller_agent_id: str, teams: list[str]) -> sa.ColumnElement[bool]:
     """The change-log scope rule of server/changes.py, as a filter."""
     return sa.or_(
         sa.and_(Change.team_id.is_(None), Change.customer_id.is_(None), Change.agent_id.is_(None)),  # type: ignore[union-attr]
         Change.team_id.in_(teams),  # type: ignore[union-attr]
-        Change.customer_id.in_(_team_customers(teams)),  # type: ignore[union-attr]
+        Change.customer_id.in_(team_customers(teams)),  # type: ignore[union-attr]
         Change.agent_id == caller_agent_id,
     )
 
@@ -59,11 +62,11 @@ def _visible_change(caller_agent_id: str, teams: list[str]) -> sa.ColumnElement[
 def _visible_filter(entity: str, teams: list[str]) -> sa.ColumnElement[bool] | None:
     """Which rows of `entity` the caller may see (None: all of them)."""
     team_conversations = sa.select(Conversation.id).where(Conversation.team_id.in_(teams))  # type: ignore[attr-defined]
-    team_customers = _team_customers(teams)
+    customers = team_customers(teams)
     return {
-        "customers": Customer.id.in_(team_customers),  # type: ignore[attr-defined]
-        "identities": Identity.customer_id.in_(team_customers),  # type: ignore[attr-defined]
-        "merge_suggestions": MergeSuggestion.customer_id.in_(team_customers),  # type: ignore[attr-defined]
+        "customers": Customer.id.in_(customers),  # type: ignore[attr-defined]
+        "identities": Identity.customer_id.in_(customers),  # type: ignore[attr-defined]
+        "merge_suggestions": MergeSuggestion.customer_id.in_(customers),  # type: ignore[attr-defined]
         "conversations": Conversation.team_id.in_(teams),  # type: ignore[attr-defined]
         "interactions": Interaction.conversation_id.in_(team_conversations),  # type: ignore[attr-defined]
     }.get(entity)
