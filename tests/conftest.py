@@ -10,10 +10,12 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 import uvicorn
+from fastapi import FastAPI
 from sqlmodel import SQLModel, select
 
 from agentdesk.domain.clock import utcnow
@@ -84,16 +86,22 @@ def build_world(engine: sa.Engine, hostile: list[str] | None = None) -> World:
     return world
 
 
-def start_server(engine: sa.Engine, world: World) -> tuple[LiveServer, uvicorn.Server, threading.Thread]:
+def start_uvicorn(app: FastAPI, **config: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
+    """Serve `app` on a free loopback port in a thread; returns its URL once it accepts requests."""
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, **{"log_level": "warning", **config}))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:
         assert time.monotonic() < deadline, "server did not start"
         time.sleep(0.02)
-    return LiveServer(f"http://127.0.0.1:{sock.getsockname()[1]}", engine, world), server, thread
+    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
+
+
+def start_server(engine: sa.Engine, world: World) -> tuple[LiveServer, uvicorn.Server, threading.Thread]:
+    url, server, thread = start_uvicorn(create_app(engine))
+    return LiveServer(url, engine, world), server, thread
 
 
 # The server tests run on SQLite, and also on PostgreSQL when AGENTDESK_TEST_POSTGRES_URL names one.

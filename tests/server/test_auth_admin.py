@@ -29,8 +29,7 @@ from agentdesk.server.declared import DeclaredError, apply_declared
 from agentdesk.server.deps import IntegrationDep, require_role
 from agentdesk.server.limits import BodyLimit, RateLimit, TokenBuckets
 from agentdesk.server.models import Agent, AgentTeam, ApiToken, Change, RoutingRule, SlaPolicy, Team
-from agentdesk.server.run import bind
-from conftest import build_world
+from conftest import build_world, start_uvicorn
 
 REPO = Path(__file__).resolve().parents[2]
 ADMIN = "ada@example.com"
@@ -61,19 +60,6 @@ def world(db_engine):
             world.tokens[email] = issue_token(db, agent)
         db.commit()
     return world
-
-
-def start_uvicorn(app: FastAPI, **config) -> tuple[str, uvicorn.Server, threading.Thread]:  # noqa: ANN003
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, **{"log_level": "warning", **config}))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", server, thread
-
 
 @contextmanager
 def running(app: FastAPI) -> Iterator[httpx.Client]:
