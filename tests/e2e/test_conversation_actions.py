@@ -41,8 +41,8 @@ def server_conversation(live_server, conversation_id: str) -> Conversation | Non
         return db.get(Conversation, conversation_id)
 
 
-def notifications(app) -> list[str]:
-    return [str(n.message) for n in app._notifications]
+def notifications(app, *severities: str) -> list[str]:
+    return [str(n.message) for n in app._notifications if not severities or n.severity in severities]
 
 
 class PushGate:
@@ -92,7 +92,7 @@ ACTIONS = [
     ("priority", ["p", "down", "down", "enter"], lambda w: {"priority": "urgent"}),  # from normal, two down
     ("tag", ["t", *"VIP", "enter"], lambda w: {"tags": ["vip"]}),
     ("tag-then-untag", ["t", *"vip", "enter", "t", *"-vip", "enter", "t", *"refund", "enter"], lambda w: {"tags": ["refund"]}),
-    ("transfer-to-team", ["T", "down", "enter"], lambda w: {"team_id": w.teams["Support"], "assignee_id": None}),
+    ("transfer-to-team", ["T", "enter"], lambda w: {"team_id": w.teams["Support"], "assignee_id": None}),
 ]
 
 
@@ -120,7 +120,7 @@ async def test_each_action_shows_at_once_then_reaches_the_server(live_server, tm
 
         await wait_until(pilot, reached)
         await wait_until(pilot, lambda: app.cache.outbox_count() == 0)
-        assert not [n for n in notifications(app) if "not" in n.lower()], notifications(app)
+        assert notifications(app, "warning", "error") == []
 
 
 async def test_the_header_and_queue_row_change_in_the_next_frame(live_server, tmp_path):
@@ -188,7 +188,8 @@ async def test_help_lists_every_binding_with_its_current_keys(live_server, tmp_p
         assert app.open_state["status"] == "closed"
 
 
-async def palette_titles(app, pilot, query: str) -> list[str]:
+async def palette_titles(app, pilot, query: str, seen: list[str] | None = None) -> list[str]:
+    """The titles the command palette lists for `query` (and, into `seen`, the screen it showed)."""
     from textual.command import CommandList, CommandPalette
 
     await pilot.press("ctrl+p", *query)
@@ -196,6 +197,8 @@ async def palette_titles(app, pilot, query: str) -> list[str]:
     await pilot.pause(0.6)  # the palette gathers hits in the background
     options = app.screen.query_one(CommandList).options
     titles = [str(option.prompt).splitlines()[0] for option in options]
+    if seen is not None:
+        seen.append(screen_text(app))
     await pilot.press("escape")
     return titles
 
@@ -213,9 +216,9 @@ async def test_palette_offers_only_what_applies(live_server, tmp_path):
         assert "Assign to me" not in await palette_titles(app, pilot, "")
         # Both conversations go to Support, out of Alice's view: nothing conversation-specific remains.
         first = app.open_state["id"]
-        await pilot.press("T", "down", "enter")
+        await pilot.press("T", "enter")
         await wait_until(pilot, lambda: app.open_state is not None and app.open_state["id"] != first)
-        await pilot.press("T", "down", "enter")
+        await pilot.press("T", "enter")
         await wait_until(pilot, lambda: app.open_state is None and app.query_one(QueueList).total == 0)
         titles = set(await palette_titles(app, pilot, ""))
         assert not titles & {"Close", "Reopen", "Assign to me", "Snooze", "Priority", "Tag", "Transfer", "Reply", "Send"}
@@ -242,7 +245,24 @@ async def test_hostile_agent_and_team_names_render_literally_in_the_transfer_pic
             assert f"{visible} · Billing" in text, visible
             assert f"team {visible} team" in text, visible
         await pilot.press("escape")
-        titles = await palette_titles(app, pilot, "Transfer to")
+        seen: list[str] = []
+        titles = await palette_titles(app, pilot, "Transfer to", seen)
         for visible in VISIBLE_NAMES:
             assert f"Transfer to {visible} · Billing" in titles, visible
+        assert "Transfer to [@click=app.quit]x[/] · Billing" in seen[0]
         assert app.is_running
+
+
+async def test_transfer_to_an_agent_of_my_team(live_server, tmp_path):
+    from agentdesk.server.admin import add_agent
+
+    with session(live_server.engine) as db:
+        cara = add_agent(db, "Cara Diaz", "cara@example.com", "Billing").id
+        db.commit()
+    async with desk(live_server, tmp_path) as (app, pilot, gate):
+        conversation_id = app.open_state["id"]
+        await pilot.press("T", "down", "down", "enter")  # team Support, Alice Ward · Billing, Cara Diaz · Billing
+        assert app.cache.conversation(conversation_id)["assignee_id"] == cara
+        assert app.query_one(QueueList).total == 1  # Cara's now: out of Alice's queue at once
+        await wait_until(pilot, lambda: server_conversation(live_server, conversation_id).assignee_id == cara)
+        assert server_conversation(live_server, conversation_id).team_id == live_server.world.teams["Billing"]

@@ -24,7 +24,7 @@ class KeySpec:
 
 DEFAULT_KEYMAP: tuple[KeySpec, ...] = (
     KeySpec("app.quit", "q", "quit", "Quit", help="Quit the desk (queued work stays in the outbox)"),
-    KeySpec("app.help", "?", "help", "Keys", help="List every key binding"),
+    KeySpec("app.help", "?", "help", "Help", help="List every key binding"),
     KeySpec("queue.down", "j,down,]", "queue_move(1)", "Next conversation", show=False, help="Open the next conversation in the queue"),
     KeySpec("queue.up", "k,up,[", "queue_move(-1)", "Previous conversation", show=False, help="Open the previous conversation in the queue"),
     KeySpec("queue.open", "enter", "open_conversation", "Open", help="Open the highlighted conversation and read its timeline"),

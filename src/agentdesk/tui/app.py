@@ -21,7 +21,7 @@ from textual.widgets import Footer, Select, Static, TextArea
 from agentdesk.config.keymap import DEFAULT_KEYMAP, KeySpec
 from agentdesk.config.models import parse_key_list
 from agentdesk.domain.clock import to_iso, utcnow
-from agentdesk.domain.text import clean, safe_text
+from agentdesk.domain.text import clean, clean_line, safe_text
 from agentdesk.store.cache import Cache, Identity, QueueRow, TransferTarget
 from agentdesk.sync.engine import SyncEngine, SyncStatus
 from agentdesk.tui.choices import PRIORITIES, SNOOZE_HINT, parse_snooze, parse_tag, retagged, snooze_presets, tags_of
@@ -176,7 +176,13 @@ class AgentDesk(App[None]):
         self.query_one("#timeline-title", Static).update(title)
         self.query_one("#conversation-facts", Static).update(facts)
 
+    def closing(self) -> bool:
+        """The desk's widgets are already gone (a timer or sync report that fires while it shuts down)."""
+        return not self.query("#status")
+
     def refresh_status(self) -> None:
+        if self.closing():
+            return
         s = self.sync_status
         state = ("● online", "green") if s.online else ("○ offline", "red")
         parts: list[tuple[str, str] | Text] = [("agentdesk", "bold"), ("  ", ""), safe_text(self.me.agent_name, "bold"), ("  ", ""), state]
@@ -193,6 +199,8 @@ class AgentDesk(App[None]):
 
     def on_sync_status_changed(self, message: SyncStatusChanged) -> None:
         status = self.sync_status = message.status
+        if self.closing():  # a report that arrived while the desk closes: nothing left to paint
+            return
         for notice in status.notices:
             self.notify(clean(notice), severity="warning", timeout=8, markup=False)
         if status.changed:  # not per bootstrap page: the first load finishes sooner without repaints
@@ -265,7 +273,7 @@ class AgentDesk(App[None]):
 
     def _stash_draft(self) -> None:
         """Keep the composer's text with the conversation being left, so it never follows the agent."""
-        if self.open_row is None:
+        if self.open_row is None or self.closing():
             return
         try:
             self.cache.save_draft(self.open_row.id, self._channel(), self.query_one("#reply", TextArea).text)
@@ -309,26 +317,33 @@ class AgentDesk(App[None]):
             self.change_conversation("snooze", {"until": to_iso(until)}, status="snoozed", snooze_until=to_iso(until))
 
     def action_priority(self) -> None:
-        if self.open_state is None:
-            return
         choices = [(Text(p, style=PRIORITY_STYLE[p]), p) for p in PRIORITIES]
-        current = PRIORITIES.index(self.open_state["priority"]) if self.open_state["priority"] in PRIORITIES else None
-        self.push_screen(PickModal("Priority", choices, highlighted=current), self.set_priority)
+        current = (self.open_state or {}).get("priority")
+        highlighted = PRIORITIES.index(current) if current in PRIORITIES else None
+        self.push_screen(PickModal("Priority", choices, highlighted=highlighted), self.set_priority)
 
     def set_priority(self, priority: str | None) -> None:
         if priority is not None:
             self.change_conversation("set_priority", {"priority": priority}, priority=priority)
 
     def action_tag(self) -> None:
-        self.push_screen(PickModal("Tag (-tag removes it)", parse=parse_tag, placeholder="vip, refund, -vip"), self.retag)
+        tags = " ".join(f"#{tag}" for tag in tags_of(self.open_state or {}))
+        heading = "Tag (-tag removes it)" + (f" · now {clean_line(tags, 50)}" if tags else "")
+        self.push_screen(PickModal(heading, parse=parse_tag, placeholder="vip, refund, -vip"), self.retag)
 
     def retag(self, edit: tuple[str, str] | None) -> None:
         if edit is not None and self.open_state is not None:
             kind, name = edit
             self.change_conversation(kind, {"tag": name}, tags=retagged(tags_of(self.open_state), kind, name))
 
+    def transfer_targets(self) -> list[TransferTarget]:
+        """Where the open conversation can go (leaving out where it is: its team, as it is, or its assignee)."""
+        state = self.open_state or {}
+        here = lambda t: t.team_id == state.get("team_id") and t.agent_id in (None, state.get("assignee_id"))  # noqa: E731
+        return [t for t in self.cache.transfer_targets(self.me) if not here(t)]
+
     def action_transfer(self) -> None:
-        choices = [(target_label(t), t) for t in self.cache.transfer_targets(self.me)]
+        choices = [(target_label(t), t) for t in self.transfer_targets()]
         self.push_screen(PickModal("Transfer to", choices), self.transfer_to)
 
     def transfer_to(self, target: TransferTarget | None) -> None:
@@ -373,7 +388,7 @@ class AgentDesk(App[None]):
             if name != "quit" and self.check_action(name, params) is not False:
                 commands.append((spec.description, spec.help, partial(self.run_action, spec.action)))
         if targets and self.check_action("transfer", ()):
-            for target in self.cache.transfer_targets(self.me):
+            for target in self.transfer_targets():
                 title = "Transfer to " + target_label(target).plain
                 commands.append((title, "Hand the open conversation over", partial(self.transfer_to, target)))
         return commands

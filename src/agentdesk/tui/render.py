@@ -80,5 +80,5 @@ def target_label(target: TransferTarget) -> Text:
     """A transfer target as the picker and the palette show it; the names are untrusted."""
     team = safe_text(target.team_name, one_line=True, limit=40)
     if target.agent_id is None:
-        return Text.assemble("team ", team, (" (unassigned)", "dim"))
+        return Text.assemble("team ", team)
     return Text.assemble(safe_text(target.agent_name, "bold", one_line=True, limit=40), " · ", team)
