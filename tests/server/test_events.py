@@ -407,3 +407,32 @@ async def test_out_of_order_signal_seqs_are_fetched_again(db_engine):
     hub._apply(_Tick(seq=0, signals=[(2, "typing", "b" * 32, "y", typing), (3, "typing", "b" * 32, "z", typing)]))
     got = [json.loads(sub.queue.get_nowait().decode().split("data: ")[1])["conversation_id"] for _ in range(3)]
     assert got == ["x", "z", "y"] and sub.queue.empty() and not hub._gaps
+
+
+def test_old_signals_are_pruned_but_each_agents_latest_presence_and_the_newest_row_stay(live_server):
+    from datetime import timedelta
+
+    from agentdesk.domain.clock import utcnow
+    from agentdesk.server.models import Signal
+
+    alice, bob = live_server.world.agents["alice@example.com"], live_server.world.agents["bob@example.com"]
+    old = utcnow() - timedelta(minutes=5)
+
+    def signals() -> list[int]:
+        with live_server.engine.connect() as conn:
+            return list(conn.execute(sa.select(Signal.seq).order_by(Signal.seq)).scalars())
+
+    with session(live_server.engine) as db:
+        for agent_id, kind in ((alice, "presence"), (alice, "presence"), (bob, "presence"), (alice, "typing"), (bob, "typing")):
+            db.add(Signal(kind=kind, agent_id=agent_id, data={}, created_at=old))
+            db.flush()
+        db.add(Signal(kind="typing", agent_id=bob, data={}))  # recent
+        db.commit()
+    seqs = signals()
+    Hub(live_server.engine)._prune()
+    assert signals() == [seqs[1], seqs[2], seqs[5]]  # Alice's and Bob's latest presence, the recent typing
+
+    with live_server.engine.begin() as conn:  # everything old now: the newest row still stays (no seq reuse)
+        conn.execute(sa.update(Signal).values(created_at=old))
+    Hub(live_server.engine)._prune()
+    assert signals() == [seqs[1], seqs[2], seqs[5]]

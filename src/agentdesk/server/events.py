@@ -267,9 +267,6 @@ class Hub:
                 if not self.closing and self.running:
                     self._grace[sub.agent_id] = asyncio.get_running_loop().create_task(self._offline_later(sub.agent_id))
 
-    def streams_of(self, agent_id: str) -> int:
-        return len(self._by_agent.get(agent_id, ()))
-
     async def _offline_later(self, agent_id: str) -> None:
         await asyncio.sleep(self.offline_grace)
         if self._grace.get(agent_id) is not asyncio.current_task() or self._by_agent.get(agent_id):
