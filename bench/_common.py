@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Self
 
 BENCH = Path(__file__).resolve().parent
 SRC = BENCH.parent / "src"
@@ -96,11 +96,19 @@ def seed_world(
 ) -> World:
     """Migrate a fresh SQLite server database and fill it: teams, agents with tokens, customers with
     identities, conversations and interactions (texts from the demo), in Core bulk inserts (no ORM)."""
-    import sqlalchemy as sa
 
     from agentdesk.server.auth import hash_token
     from agentdesk.server.db import make_engine, migrate
-    from agentdesk.server.models import Agent, AgentTeam, ApiToken, Conversation, Customer, Identity, Interaction, Team
+    from agentdesk.server.models import (
+        Agent,
+        AgentTeam,
+        ApiToken,
+        Conversation,
+        Customer,
+        Identity,
+        Interaction,
+        Team,
+    )
 
     rng = random.Random(seed)
 
@@ -207,11 +215,17 @@ def seed_world(
 class ServerProcess:
     """bench/_serve.py in a subprocess: the real app over `db`, or the bare floor app."""
 
-    def __init__(self, db: Path | None = None, *, bare: bool = False, profile: str | None = None) -> None:
+    def __init__(self, db: Path | None = None, *, bare: bool = False, profile: str | None = None,
+                 tcp_nodelay: bool = False, pool_size: int | None = None, grace: float = 10.0) -> None:
+        self.grace = grace
         cmd = [sys.executable, str(BENCH / "_serve.py")]
         cmd += ["--bare"] if bare else ["--db", str(db)]
         if profile:
             cmd += ["--profile", profile]
+        if tcp_nodelay:
+            cmd += ["--tcp-nodelay"]
+        if pool_size:
+            cmd += ["--pool-size", str(pool_size)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env_with_src(), text=True)
         line = self.proc.stdout.readline()
         if not line.startswith("PORT "):
@@ -238,18 +252,20 @@ class ServerProcess:
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
 
-    def stop(self) -> None:
-        """Close its stdin (it exits after a graceful shutdown); kill it only if it does not."""
+    def stop(self, grace: float | None = None) -> None:
+        """Close its stdin (it shuts down gracefully); kill it if requests stuck inside keep it past `grace`."""
+        grace = self.grace if grace is None else grace
         if self.proc.poll() is None:
             self.proc.stdin.close()
             try:
-                self.proc.wait(timeout=60)
+                self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
+                log(f"server {self.pid} still busy {grace:g} s after shutdown began; killing it")
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> ServerProcess:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -21,6 +21,9 @@ Load generator: asyncio + httpx.AsyncClient, one keep-alive connection per simul
 in-flight slot), in `--procs` processes (this script with --worker). The machine has 2 cores: the server gets one.
 CPU utilisation of the server and of the load generator is reported so a saturated generator shows.
 
+What-if switches (--tcp-nodelay, --pool-size N) run a candidate server fix without touching src/; the JSON
+says so under config.what_if. Without them the server is exactly what `agentdesk serve` runs.
+
 Prints one JSON object on stdout; progress on stderr.
 """
 
@@ -72,6 +75,11 @@ async def _steady(clients: list[Any], spec: dict[str, Any], out: dict[str, Any])
     errors: Counter[str] = out["errors"]
     pull_lat, push_lat = out["pull_lat"], out["push_lat"]
 
+    def in_window(now: float) -> None:
+        """Answers inside [first second over, end]: every agent has started, none has stopped."""
+        if t_start + interval <= now <= t_end:
+            out["window_done"] += 1
+
     async def agent(a: dict[str, Any], client: Any, rng: random.Random) -> None:
         headers = {"Authorization": f"Bearer {a['token']}"}
         conversations = spec["conversations"][a["team"]]
@@ -83,6 +91,7 @@ async def _steady(clients: list[Any], spec: dict[str, Any], out: dict[str, Any])
                 r = await client.get(PULL, params={"cursor": a["cursor"], "limit": 1000}, headers=headers)
                 if r.status_code == 200:
                     pull_lat.append(time.perf_counter() - t0)
+                    in_window(loop.time())
                     body = r.content
                     a["cursor"] = _cursor_of(body) or a["cursor"]
                     out["changes_pulled"] += body.count(b'"seq":')
@@ -99,6 +108,7 @@ async def _steady(clients: list[Any], spec: dict[str, Any], out: dict[str, Any])
                 r = await client.post(PUSH, json={"mutations": [mutation]}, headers=headers)
                 if r.status_code == 200:
                     push_lat.append(time.perf_counter() - t0)
+                    in_window(loop.time())
                     status = r.json()["results"][0]["status"]
                     out["push_" + status] += 1
                     if status != "applied":
@@ -186,12 +196,13 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
     import httpx
 
     out: dict[str, Any] = {"errors": Counter(), "pull_lat": [], "push_lat": [], "lat": [], "changes_pulled": 0,
-                           "push_applied": 0, "push_duplicate": 0, "push_rejected": 0, "ticks": 0, "late_ticks": 0}
+                           "push_applied": 0, "push_duplicate": 0, "push_rejected": 0, "ticks": 0, "late_ticks": 0,
+                           "window_done": 0}
     ssl_context = ssl.create_default_context()
 
     def new_client() -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=spec["url"], limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                                 timeout=httpx.Timeout(60.0), verify=ssl_context, trust_env=False)
+                                 timeout=httpx.Timeout(spec["timeout"]), verify=ssl_context, trust_env=False)
 
     slots = len(spec["agents"]) if spec["mode"] == "steady" else spec["concurrency"]
     clients = [new_client() for _ in range(slots)]
@@ -222,7 +233,6 @@ def worker_main() -> None:
 def run_phase(spec: dict[str, Any], procs: int) -> dict[str, Any]:
     """Run one phase in `procs` load-generator processes (agents and concurrency split among them); merge."""
     procs = max(1, min(procs, len(spec["agents"])))
-    spec = dict(spec, start_at=time.time() + 1.0 + 0.3 * procs)  # every process starts together
     children = []
     for i in range(procs):
         part = dict(spec, agents=spec["agents"][i::procs], seed=i,
@@ -255,12 +265,38 @@ def run_phase(spec: dict[str, Any], procs: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- phases
 
 
+class CpuWindow:
+    """The server's CPU seconds between two wall-clock instants (sampled by a thread), so start-up, warm-up
+    and the drain of late requests stay out of the figure."""
+
+    def __init__(self, server: ServerProcess, t_from: float, t_to: float) -> None:
+        import threading
+
+        self.seconds: float | None = None
+        self.span = t_to - t_from
+
+        def sample() -> None:
+            time.sleep(max(0.0, t_from - time.time()))
+            cpu0 = server.cpu()
+            time.sleep(max(0.0, t_to - time.time()))
+            self.seconds = server.cpu() - cpu0
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def util(self) -> float:
+        self._thread.join()
+        return (self.seconds or 0.0) / self.span
+
+
 def closed_phase(server: ServerProcess, target: str, agents: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
-    spec = {"mode": "closed", "target": target, "url": server.url, "agents": agents, "concurrency": args.concurrency, "warmup": args.warmup, "duration": args.max_duration}
+    spec = {"mode": "closed", "target": target, "url": server.url, "agents": agents, "concurrency": args.concurrency,
+            "timeout": args.timeout, "warmup": args.warmup, "duration": args.max_duration}
     log(f"closed loop on {target}: {args.concurrency} in flight, {args.warmup:g} s warm-up + {args.max_duration:g} s")
-    cpu0, t0 = server.cpu(), time.perf_counter()
+    spec["start_at"] = time.time() + 1.0 + 0.3 * args.procs  # every generator process starts together
+    window = CpuWindow(server, spec["start_at"] + args.warmup, spec["start_at"] + args.warmup + args.max_duration)
     result = run_phase(spec, args.procs)
-    server_cpu = (server.cpu() - cpu0) / (time.perf_counter() - t0)
+    server_cpu = window.util()
     rps = len(result["lat"]) / args.max_duration
     log(f"  {target}: {rps:,.0f} requests/s, server CPU {server_cpu:.0%} of a core, load generator {result['cpu_s'] / result['wall_s']:.0%}")
     for a in agents:
@@ -270,32 +306,34 @@ def closed_phase(server: ServerProcess, target: str, agents: list[dict[str, Any]
         "latency_ms": percentiles(result["lat"]),
         "errors": result["errors"],
         "server_cpu_util": round(server_cpu, 2),
+        "server_cpu_ms_per_request": round(server_cpu * 1000 / rps, 2) if rps else None,
         "loadgen_cpu_util": round(result["cpu_s"] / result["wall_s"], 2),
     }
 
 
 def steady_phase(server: ServerProcess, agents: list[dict[str, Any]], world: Any, texts: list[str], args: argparse.Namespace) -> dict[str, Any]:
     spec = {"mode": "steady", "url": server.url, "agents": agents, "interval": 1.0, "duration": args.duration,
+            "timeout": args.timeout,
             "conversations": world.conversations, "texts": texts}
     log(f"steady: {len(agents)} agents, 1 pull + 1 push a second each, for {args.duration:g} s")
-    cpu0, t0 = server.cpu(), time.perf_counter()
+    spec["start_at"] = time.time() + 1.0 + 0.3 * args.procs
+    window = CpuWindow(server, spec["start_at"] + 1.0, spec["start_at"] + args.duration)
     result = run_phase(spec, args.procs)
-    wall = time.perf_counter() - t0
-    server_cpu = (server.cpu() - cpu0) / wall
+    server_cpu = window.util()
     for a in agents:
         a["cursor"] = result["cursors"].get(a["token"], a["cursor"])
-    window = result["wall_s"] - 1.0  # the generator's own wall time includes the (< 1 s) jittered start
+    achieved = result["window_done"] / (args.duration - 1.0)  # answers a second, once every agent is running
     requests = len(result["pull_lat"]) + len(result["push_lat"])
     errors = sum(result["errors"].values())
     pull, push = percentiles(result["pull_lat"]), percentiles(result["push_lat"])
     log(f"  pull p50/p95/p99 {pull['p50']}/{pull['p95']}/{pull['p99']} ms; push {push['p50']}/{push['p95']}/{push['p99']} ms; "
-        f"{requests / window:,.0f} requests/s of {2 * len(agents)} offered; errors {errors}; late ticks {result['late_ticks']}; "
+        f"{achieved:,.0f} requests/s of {2 * len(agents)} offered; errors {errors}; late ticks {result['late_ticks']}; "
         f"server CPU {server_cpu:.0%}")
     return {
         "agents": len(agents),
         "duration_s": args.duration,
         "offered_rps": 2 * len(agents),
-        "achieved_rps": round(requests / window, 1),
+        "achieved_rps": round(achieved, 1),
         "requests_ok": requests,
         "pull_ms": pull,
         "push_ms": push,
@@ -307,8 +345,62 @@ def steady_phase(server: ServerProcess, agents: list[dict[str, Any]], world: Any
         "errors": errors,
         "error_kinds": result["errors"],
         "server_cpu_util": round(server_cpu, 2),
+        "server_cpu_ms_per_request": round(server_cpu * 1000 / achieved, 2) if achieved else None,
         "loadgen_cpu_util": round(result["cpu_s"] / result["wall_s"], 2),
     }
+
+
+def sequential_phase(server: ServerProcess, agents: list[dict[str, Any]], world: Any, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """One request at a time, each agent in turn: the server's CPU cost per request with nothing else running,
+    and the latency of a lone request (the floor under every figure above)."""
+    import httpx
+
+    _cheap_sniffio()
+    rng = random.Random(5)
+    out: dict[str, Any] = {}
+    with httpx.Client(base_url=server.url, timeout=args.timeout, trust_env=False) as http:
+
+        def pull(i: int) -> None:
+            a = agents[i % len(agents)]
+            r = http.get(PULL, params={"cursor": a["cursor"], "limit": 1000}, headers={"Authorization": f"Bearer {a['token']}"})
+            r.raise_for_status()
+            a["cursor"] = _cursor_of(r.content) or a["cursor"]
+
+        def push(i: int) -> None:
+            a = agents[i % len(agents)]
+            conversation_id, channel = rng.choice(world.conversations[a["team"]])
+            r = http.post(PUSH, headers={"Authorization": f"Bearer {a['token']}"}, json={"mutations": [{
+                "id": uuid.uuid4().hex, "kind": "note", "args": {"conversation_id": conversation_id,
+                "interaction_id": uuid.uuid4().hex, "channel": channel, "text": "Called back, left a voicemail."}}]})
+            r.raise_for_status()
+
+        def healthz(_i: int) -> None:
+            http.get("/healthz").raise_for_status()
+
+        for i in range(len(agents)):  # every cursor to the head first
+            pull(i)
+        # The idle server is not idle: the live-event hub polls the database (events.py). Its rate is
+        # measured first and taken off each figure below ("net"), since slow requests would otherwise
+        # carry more of it.
+        cpu0, t0 = server.cpu(), time.perf_counter()
+        time.sleep(3.0)
+        idle = (server.cpu() - cpu0) / (time.perf_counter() - t0)
+        out["idle_server_cpu_util"] = round(idle, 3)
+        for name, call in (("healthz", healthz), ("pull_at_head", pull), ("push_one_note", push)):
+            lat = []
+            cpu0, t0 = server.cpu(), time.perf_counter()
+            for i in range(n):
+                t1 = time.perf_counter()
+                call(i)
+                lat.append(time.perf_counter() - t1)
+            cpu, wall = server.cpu() - cpu0, time.perf_counter() - t0
+            out[name] = {"server_cpu_ms": round(cpu / n * 1000, 2),
+                         "server_cpu_ms_net": round(max(0.0, cpu - idle * wall) / n * 1000, 2),
+                         "latency_ms": percentiles(lat)}
+    log(f"sequential (idle server {idle:.1%} of a core): " + "; ".join(
+        f"{k} {v['server_cpu_ms_net']} ms server CPU net, p50 {v['latency_ms']['p50']} ms"
+        for k, v in out.items() if isinstance(v, dict)))
+    return out
 
 
 def main(argv: list[str]) -> None:
@@ -317,18 +409,24 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--agents", type=int, help="simulated agents (default 250; quick 50)")
     parser.add_argument("--teams", type=int, default=2, help="teams the agents are spread over (default 2)")
     parser.add_argument("--conversations", type=int, help="conversations (default 5,000; quick 1,000)")
-    parser.add_argument("--duration", type=float, help="steady phase seconds (default 30; quick 8)")
+    parser.add_argument("--duration", type=float, help="steady phase seconds (default 30; quick 6)")
     parser.add_argument("--max-duration", type=float, help="closed-loop measuring seconds (default 10; quick 3)")
     parser.add_argument("--warmup", type=float, help="closed-loop warm-up seconds (default 3; quick 1)")
     parser.add_argument("--concurrency", type=int, default=64, help="closed-loop requests in flight (default 64)")
     parser.add_argument("--procs", type=int, default=1, help="load-generator processes (default 1)")
+    parser.add_argument("--timeout", type=float, help="per-request timeout in seconds; a slower answer is an error (default 30; quick 5)")
     parser.add_argument("--profile", type=Path, help="cProfile the server (all threads) into DIR (slower; figures not comparable)")
+    parser.add_argument("--tcp-nodelay", action="store_true",
+                        help="what-if: serve on a proto=IPPROTO_TCP socket so TCP_NODELAY is set (see bench/_serve.py)")
+    parser.add_argument("--pool-size", type=int, help="what-if: the server's database pool holds N connections (no overflow)")
     args = parser.parse_args(argv)
     n_agents = args.agents or (50 if args.quick else 250)
     n_conversations = args.conversations or (1_000 if args.quick else 5_000)
-    args.duration = args.duration or (8.0 if args.quick else 30.0)
+    args.duration = args.duration or (6.0 if args.quick else 30.0)
     args.max_duration = args.max_duration or (3.0 if args.quick else 10.0)
     args.warmup = args.warmup if args.warmup is not None else (1.0 if args.quick else 3.0)
+    args.timeout = args.timeout or (5.0 if args.quick else 30.0)
+    grace = 2.0 if args.quick else 10.0  # a server with requests stuck inside is killed after this
     teams = max(1, min(args.teams, n_agents))
 
     load_before = os.getloadavg()
@@ -348,14 +446,23 @@ def main(argv: list[str]) -> None:
     result: dict[str, Any] = {"bench": "server", "quick": args.quick,
                               "config": {"agents": n_agents, "teams": teams, "dataset": world.counts,
                                          "concurrency": args.concurrency, "loadgen_procs": args.procs,
+                                         "request_timeout_s": args.timeout,
                                          "uvicorn": "1 worker, h11, asyncio (agentdesk.server.run.serve)"}}
-    with ServerProcess(bare=True) as bare_server:
+    what_if = {"tcp_nodelay": args.tcp_nodelay, "pool_size": args.pool_size}
+    result["config"]["what_if"] = what_if if any(what_if.values()) else None
+    with ServerProcess(bare=True, tcp_nodelay=args.tcp_nodelay, grace=grace) as bare_server:
         bare = closed_phase(bare_server, "bare", agents, args)
     profile = str(args.profile / "server.pstats") if args.profile else None
-    with ServerProcess(db, profile=profile) as server:
+    with ServerProcess(db, profile=profile, tcp_nodelay=args.tcp_nodelay, pool_size=args.pool_size, grace=grace) as server:
         steady = steady_phase(server, agents, world, texts, args)
+    # A fresh server process for the rest (same database, cursors where the steady phase left them), so
+    # requests still stuck from an overloaded steady phase do not count against the sequential costs or
+    # the peak pull rate. The sequential phase runs first: it also brings every cursor to the head.
+    with ServerProcess(db, tcp_nodelay=args.tcp_nodelay, pool_size=args.pool_size, grace=grace) as server:
+        sequential = sequential_phase(server, agents, world, 30 if args.quick else 200, args)
         pull = closed_phase(server, "pull", agents, args)
     ratio = pull["rps"] / bare["rps"] if bare["rps"] else 0.0
+    bare_cost, pull_cost = bare["server_cpu_ms_per_request"], pull["server_cpu_ms_per_request"]
     push_p99 = steady["push_ms"]["p99"]
     meets = {
         "push_p99": push_p99 is not None and push_p99 <= TARGET_PUSH_P99_MS,
@@ -365,10 +472,14 @@ def main(argv: list[str]) -> None:
     result.update({
         "steady": steady,
         "max_rate": {"bare": bare, "pull": pull},
+        "sequential": sequential,
         "floor": {"what": "bare ASGI app, fixed JSON body, same uvicorn configuration, same closed-loop generator",
                   "bare_rps": bare["rps"]},
         "pull_rps": pull["rps"],
         "throughput_ratio": round(ratio, 3),
+        # The same ratio from server CPU per request (what each would reach with the server saturated); it
+        # does not depend on the load generator keeping up, which at the bare app's rate it may not.
+        "throughput_ratio_by_server_cpu": round(bare_cost / pull_cost, 3) if bare_cost and pull_cost else None,
         "targets": {"agents": 250, "push_p99_ms": TARGET_PUSH_P99_MS, "throughput_ratio": TARGET_THROUGHPUT_RATIO},
         "meets": meets,
         "meets_target": all(meets.values()) and n_agents >= 250,

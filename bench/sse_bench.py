@@ -1,6 +1,7 @@
 """SSE bench (issue 3 item 5): commit-to-poke latency for 1000 live subscribers of one server process.
 
     python bench/sse_bench.py [--subscribers 1000] [--agents 100] [--clients 4] [--rounds 20] [--gap 0.3]
+                              [--servers 1] [--client httpx|raw]
 
 A real server (bench/_serve.py: create_app over SQLite in a temp dir, uvicorn in its own process, the
 default hub polling every 0.05 s) is seeded with a team and `--agents` agents with tokens through
@@ -9,6 +10,11 @@ server.admin. `--clients` client processes open `--subscribers` SSE streams betw
 to the database (as another server process would), `--rounds` times, `--gap` seconds apart, and every
 subscriber notes when the poke for it arrives. Latency = poke received - commit returned, per subscriber
 per round (CLOCK_MONOTONIC, the same clock in every process on Linux).
+
+`--servers K` runs K server processes on the one SQLite file (the multi-process design: each polls the
+database itself) and spreads the subscribers over them. `--client raw` reads the streams with bare asyncio
+sockets and a regex instead of httpx + httpx-sse, to tell the server's share of the latency from the
+clients' parsing on this machine.
 
 Floor, measured in the same run: this process broadcasting to `--subscribers` asyncio.Queues, each read
 by its own task (what the hub's fan-out costs with no HTTP, no database and no poll interval).
@@ -23,6 +29,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import re
 import sys
 import tempfile
 import time
@@ -39,11 +46,33 @@ TARGET_P99_MS = 100.0
 # ------------------------------------------------------------------------------------------- clients
 
 
-def client_process(url: str, tokens: list[str], conn: Any) -> None:
-    asyncio.run(_client_main(url, tokens, conn))
+def client_process(urls: list[str], tokens: list[str], conn: Any, kind: str) -> None:
+    asyncio.run(_client_main(urls, tokens, conn, kind))
 
 
-async def _client_main(url: str, tokens: list[str], conn: Any) -> None:
+_POKE = re.compile(r"^id: (\d+)\nevent: poke$", re.M)
+
+
+async def _raw_stream(url: str, token: str, on_poke: Any) -> None:
+    """A minimal SSE reader: HTTP/1.1 over a bare socket (the body is chunked; pokes are found by regex)."""
+    host, port = url.rsplit("//", 1)[1].split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(f"GET /api/v1/events HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                 "Accept: text/event-stream\r\n\r\n".encode())
+    tail = ""
+    try:
+        while data := await reader.read(65536):
+            now = time.monotonic()
+            text = tail + data.decode()
+            cut = text.rfind("\n\n") + 2
+            for match in _POKE.finditer(text, 0, cut):
+                on_poke(int(match.group(1)), now)
+            tail = text[cut:]
+    finally:
+        writer.close()
+
+
+async def _client_main(urls: list[str], tokens: list[str], conn: Any, kind: str) -> None:
     import httpx
     from httpx_sse import aconnect_sse
 
@@ -53,18 +82,25 @@ async def _client_main(url: str, tokens: list[str], conn: Any) -> None:
     all_connected = asyncio.Event()
     errors: list[str] = []
 
-    async def listen(i: int, token: str) -> None:
+    def on_poke(i: int, seq: int, now: float) -> None:
         nonlocal connected
+        records[i].append((seq, now))
+        if len(records[i]) == 1:
+            connected += 1
+            if connected == len(tokens):
+                all_connected.set()
+
+    async def listen(i: int, token: str) -> None:
+        url = urls[i % len(urls)]
         try:
-            async with aconnect_sse(http, "GET", "/api/v1/events", headers={"Authorization": f"Bearer {token}"}) as source:
+            if kind == "raw":
+                await _raw_stream(url, token, lambda seq, now: on_poke(i, seq, now))
+                return
+            headers = {"Authorization": f"Bearer {token}"}
+            async with aconnect_sse(http, "GET", f"{url}/api/v1/events", headers=headers) as source:
                 async for event in source.aiter_sse():
                     if event.event == "poke":
-                        now = time.monotonic()
-                        records[i].append((int(event.id), now))
-                        if len(records[i]) == 1:
-                            connected += 1
-                            if connected == len(tokens):
-                                all_connected.set()
+                        on_poke(i, int(event.id), time.monotonic())
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - reported to the parent
@@ -72,7 +108,7 @@ async def _client_main(url: str, tokens: list[str], conn: Any) -> None:
             all_connected.set()
 
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=httpx.Timeout(60, read=None)) as http:
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60, read=None)) as http:
         tasks = []
         for start in range(0, len(tokens), 50):  # connect in batches: the server snapshots each new stream
             tasks += [asyncio.create_task(listen(i, tokens[i])) for i in range(start, min(start + 50, len(tokens)))]
@@ -159,14 +195,19 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--clients", type=int, default=4, help="client processes")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--gap", type=float, default=0.3, help="seconds between commits")
+    parser.add_argument("--servers", type=int, default=1, help="server processes on the one database")
+    parser.add_argument("--client", choices=("httpx", "raw"), default="httpx", help="how the clients read the streams")
     args = parser.parse_args(argv)
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="adk-sse-bench-") as tmp:
         db_path = Path(tmp) / "server.sqlite3"
         t0 = time.perf_counter()
         engine, team_id, tokens = seed(db_path, args.agents)
         log(f"seeded a team and {args.agents} agents in {time.perf_counter() - t0:.1f} s")
-        with ServerProcess(db_path) as server:
+        servers = [ServerProcess(db_path) for _ in range(args.servers)]
+        try:
+            urls = [server.url for server in servers]
             ctx = mp.get_context("spawn")
             streams = [tokens[i % len(tokens)] for i in range(args.subscribers)]
             shares = [streams[k :: args.clients] for k in range(args.clients)]
@@ -174,7 +215,7 @@ def main(argv: list[str]) -> None:
             t0 = time.perf_counter()
             for share in shares:
                 parent, child = ctx.Pipe()
-                proc = ctx.Process(target=client_process, args=(server.url, share, child), daemon=True)
+                proc = ctx.Process(target=client_process, args=(urls, share, child, args.client), daemon=True)
                 proc.start()
                 pipes.append(parent)
                 procs.append(proc)
@@ -186,13 +227,13 @@ def main(argv: list[str]) -> None:
             log(f"{args.subscribers} streams open in {connect_s:.1f} s ({len(errors)} errors)")
 
             time.sleep(1.0)  # let the connect burst settle
-            cpu_before = server.cpu()
+            cpu_before = sum(server.cpu() for server in servers)
             commits: dict[int, float] = {}
             for n in range(args.rounds):
                 seq, committed = commit_change(engine, team_id)
                 commits[seq] = committed
                 time.sleep(args.gap + (n % 5) * 0.013)  # not in step with the poll
-            server_cpu = server.cpu() - cpu_before
+            server_cpu = sum(server.cpu() for server in servers) - cpu_before
             last_seq = max(commits)
             for pipe in pipes:
                 pipe.send(last_seq)
@@ -203,6 +244,9 @@ def main(argv: list[str]) -> None:
                 errors += errs
             for proc in procs:
                 proc.join(timeout=10)
+        finally:
+            for server in servers:
+                server.stop()
 
         latencies, missed, per_round = [], 0, {seq: [] for seq in commits}
         for stream in records:
@@ -219,13 +263,20 @@ def main(argv: list[str]) -> None:
     result = {
         "subscribers": args.subscribers,
         "agents": args.agents,
+        "server_processes": args.servers,
         "client_processes": args.clients,
+        "client": args.client,
         "rounds": args.rounds,
         "cpus": os.cpu_count(),
+        "load_avg_1m_before_after": [load_before, os.getloadavg()[0]],  # other work on the machine skews all of this
         "poll_interval_ms": 50,
         "connect_s": round(connect_s, 2),
         "latency_ms": percentiles(latencies),
         "worst_round_p99_ms": max((percentiles(v)["p99"] or 0) for v in per_round.values()),
+        # per round: the first subscriber's latency (the poll's wait + reading the database + the hub's
+        # hand-out) and the spread to the last one (sending 1000 streams + the clients' parsing)
+        "first_poke_ms": percentiles([min(v) for v in per_round.values() if v]),
+        "round_spread_ms": percentiles([max(v) - min(v) for v in per_round.values() if v]),
         "missed": missed,
         "errors": errors[:5],
         "server_cpu_s_during_rounds": round(server_cpu, 2),

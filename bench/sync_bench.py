@@ -14,6 +14,7 @@
     `--changes` change-log entries (each note = an interaction and a conversation upsert); then the
     bootstrapped desk's next sync_once pulls them all; timed, with the same split.
 
+--tcp-nodelay runs a candidate server fix (TCP_NODELAY on accepted sockets) without touching src/.
 Prints one JSON object on stdout; progress on stderr.
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import tempfile
@@ -28,9 +30,8 @@ import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-import _common
 from _common import ServerProcess, log, seed_world
 
 TARGET_IPS = 100_000
@@ -202,7 +203,7 @@ class ClientProfile:
         self.out = out
         self.profile = None
 
-    def __enter__(self) -> ClientProfile:
+    def __enter__(self) -> Self:
         if self.out is not None:
             import cProfile
 
@@ -210,7 +211,7 @@ class ClientProfile:
             self.profile.enable()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.profile is not None:
             self.profile.disable()
             self.profile.dump_stats(str(self.out))
@@ -235,6 +236,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--changes", type=int, help="change-log entries to catch up on (default 10,000; quick 2,000)")
     parser.add_argument("--profile", type=Path, help="write cProfile stats of server and client here (slower; figures not comparable)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--tcp-nodelay", action="store_true",
+                        help="what-if: serve on a proto=IPPROTO_TCP socket so TCP_NODELAY is set (see bench/_serve.py)")
     args = parser.parse_args(argv)
 
     interactions = args.interactions or (20_000 if args.quick else 200_000)
@@ -263,8 +266,10 @@ def main(argv: list[str]) -> None:
         args.profile.mkdir(parents=True, exist_ok=True)
     server_profile = str(args.profile / "sync_server.pstats") if args.profile else None
 
-    result: dict[str, Any] = {"bench": "sync", "quick": args.quick, "dataset": world.counts}
-    with ServerProcess(server_db, profile=server_profile) as server:
+    result: dict[str, Any] = {"bench": "sync", "quick": args.quick, "dataset": world.counts,
+                              "what_if": {"tcp_nodelay": True} if args.tcp_nodelay else None}
+    load_before = os.getloadavg()
+    with ServerProcess(server_db, profile=server_profile, tcp_nodelay=args.tcp_nodelay) as server:
         # (a) bootstrap ------------------------------------------------------------------------------------
         cache_path = tmp / "cache.sqlite3"
         client = SyncClient(server.url, desk_agent.token)
@@ -319,7 +324,9 @@ def main(argv: list[str]) -> None:
 
         # (b) catch-up ------------------------------------------------------------------------------------
         notes = changes // 2  # a note = an interaction upsert + a conversation upsert
-        texts = [t for t, in sqlite3.connect(server_db).execute("SELECT text FROM interaction LIMIT 2000")]
+        db = sqlite3.connect(server_db)
+        texts = [t for t, in db.execute("SELECT text FROM interaction LIMIT 2000")]
+        db.close()
         before = change_count(server_db)
         log(f"catch-up: another agent pushes {notes:,} notes in batches of 500 ({changes:,} changes)")
         cpu0 = server.cpu()
@@ -360,6 +367,7 @@ def main(argv: list[str]) -> None:
     result["targets"] = {"interactions_per_s": TARGET_IPS, "ratio": TARGET_FLOOR_RATIO, "catchup_s": TARGET_CATCHUP_S}
     result["meets"] = meets
     result["meets_target"] = all(meets.values())
+    result["load_avg_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     if args.profile:
         print_profile(Path(server_profile), "server (bootstrap + push + pull)")
         print_profile(args.profile / "sync_client_bootstrap.pstats", "client bootstrap")
