@@ -15,10 +15,14 @@ def make_engine(url: str, *, echo: bool = False) -> sa.Engine:
         db_path = sa.engine.make_url(url).database
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30})
+        # NullPool: a SQLite connection costs microseconds, and an unbounded supply cannot run dry while
+        # requests wait for worker threads (a bounded pool can deadlock against the thread limit).
+        pool = sa.pool.NullPool if db_path and db_path != ":memory:" else sa.pool.StaticPool
+        engine = sa.create_engine(url, echo=echo, poolclass=pool, connect_args={"check_same_thread": False, "timeout": 30})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+    # More connections than the worker threads (40) that can hold one at a time, so none waits forever.
+    return sa.create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=50)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objects

@@ -11,7 +11,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from agentdesk.server.admin import ROLES
-from agentdesk.server.auth import agent_for_token, integration_for_token, refusal, team_ids
+from agentdesk.server.auth import (
+    agent_for_token,
+    integration_for_token,
+    refusal,
+    team_ids,
+)
 from agentdesk.server.db import session as open_session
 from agentdesk.server.models import Agent, ApiToken
 
@@ -29,31 +34,29 @@ class Caller:
     teams: list[str]
 
 
-def get_caller(
-    session: Annotated[Session, Depends(get_session)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
+def get_caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
+    # Its own short session: one shared with the route would hold a pooled connection while the request
+    # waits for worker threads, and enough such requests starve the threads that could give them back.
     token = credentials.credentials if credentials else None
-    agent = agent_for_token(session, token) if token else None
-    if agent is None:
-        raise _unauthorized(refusal(session, token, "agent"))
-    return Caller(agent=agent, teams=team_ids(session, agent.id))
+    with open_session(request.app.state.engine) as session:
+        agent = agent_for_token(session, token) if token else None
+        if agent is None:
+            raise _unauthorized(refusal(session, token, "agent"))
+        return Caller(agent=agent, teams=team_ids(session, agent.id))
 
 
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
 
 
-def get_integration(
-    session: Annotated[Session, Depends(get_session)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> ApiToken:
+def get_integration(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiToken:
     """The calling integration's token row (its `name` says which system); 401 for anything else."""
     token = credentials.credentials if credentials else None
-    row = integration_for_token(session, token) if token else None
-    if row is None:
-        raise _unauthorized(refusal(session, token, "integration"))
-    return row
+    with open_session(request.app.state.engine) as session:
+        row = integration_for_token(session, token) if token else None
+        if row is None:
+            raise _unauthorized(refusal(session, token, "integration"))
+        return row
 
 
 

@@ -13,7 +13,9 @@ from fastapi import FastAPI
 def bind(host: str, port: int) -> socket.socket:
     """Bind first, so a caller asking for port 0 learns the real port before serving starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY on accepted connections only when it sees the protocol,
+    # and without it every small response waits ~40 ms for the peer's delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     sock.listen(2048)  # connections made before uvicorn starts wait in the backlog, not refused

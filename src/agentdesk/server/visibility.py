@@ -13,9 +13,18 @@ from sqlmodel import Session, select
 from agentdesk.server.models import Conversation, Customer
 
 
-def team_customers(teams: Sequence[str]) -> sa.Select:
-    """The ids of the customers agents of `teams` may see: those with a conversation in one of the teams."""
-    return sa.select(Conversation.customer_id).where(Conversation.team_id.in_(teams))  # type: ignore[attr-defined]
+# As correlated EXISTS filters, so a page of rows or changes probes the conversation index per row instead of
+# reading (and sorting) every conversation or interaction of the caller's teams first.
+
+
+def customer_visible(customer_id: sa.ColumnElement, teams: Sequence[str]) -> sa.ColumnElement[bool]:
+    """A filter: the customer in `customer_id` has a conversation in one of `teams`."""
+    return sa.exists().where(Conversation.customer_id == customer_id, Conversation.team_id.in_(teams))  # type: ignore[attr-defined]
+
+
+def conversation_visible(conversation_id: sa.ColumnElement, teams: Sequence[str]) -> sa.ColumnElement[bool]:
+    """A filter: the conversation in `conversation_id` belongs to one of `teams`."""
+    return sa.exists().where(Conversation.id == conversation_id, Conversation.team_id.in_(teams))  # type: ignore[attr-defined]
 
 
 def teams_seeing(session: Session, customer_id: str) -> set[str]:

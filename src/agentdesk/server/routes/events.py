@@ -14,30 +14,24 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import (
+    APIRouter,
+    Header,
+    HTTPException,
+    Query,
+    Request,
+    Response,
+    status,
+)
 from pydantic import BaseModel, ConfigDict
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from agentdesk.server.auth import agent_for_token, team_ids
-from agentdesk.server.db import session as open_session
 from agentdesk.server.deps import Caller, CallerDep, SessionDep
 from agentdesk.server.events import Hub, write_presence, write_typing
 from agentdesk.server.models import Conversation
+from agentdesk.server.visibility import visible_conversation
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
-_bearer = HTTPBearer(auto_error=False)
-
-
-def _caller(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Caller:
-    # Not deps.CallerDep: its session would stay open (holding a pooled connection) as long as the stream.
-    if credentials is not None:
-        with open_session(request.app.state.engine) as session:
-            agent = agent_for_token(session, credentials.credentials)
-            if agent is not None:
-                return Caller(agent=agent, teams=team_ids(session, agent.id))
-    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Missing or invalid API token.", headers={"WWW-Authenticate": "Bearer"})
 
 
 def _resume_seq(last_event_id: str | None, seq: int | None) -> int | None:
@@ -52,12 +46,11 @@ def _resume_seq(last_event_id: str | None, seq: int | None) -> int | None:
 @router.get("/events", response_class=EventSourceResponse)
 async def events(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    caller: CallerDep,
     seq: Annotated[int | None, Query(ge=0, description="resume after this change seq")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> EventSourceResponse:
     """The caller's live event stream (server-sent events)."""
-    caller = await run_in_threadpool(_caller, request, credentials)
     hub: Hub = request.app.state.hub
     if not hub.running:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "The live event hub is not running.")
@@ -71,8 +64,8 @@ async def events(
 
 
 def _visible_conversation(session: SessionDep, caller: Caller, conversation_id: str) -> Conversation:
-    conversation = session.get(Conversation, conversation_id)
-    if conversation is None or conversation.team_id not in caller.teams:
+    conversation = visible_conversation(session, caller.teams, conversation_id)
+    if conversation is None:
         raise HTTPException(404, "No such conversation.")
     return conversation
 
