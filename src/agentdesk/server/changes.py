@@ -15,10 +15,20 @@ Either way a writer that calls `begin_write` first sees no concurrent write betw
 
 from __future__ import annotations
 
+import threading
+from collections import defaultdict
+
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, select
 
-from agentdesk.server.models import Change, Conversation, Customer, Identity, Interaction, MergeSuggestion
+from agentdesk.server.models import (
+    Change,
+    Conversation,
+    Customer,
+    Identity,
+    Interaction,
+    MergeSuggestion,
+)
 from agentdesk.server.wire import ENTITY_OF, wire_row
 
 _CHANGE_LOG_LOCK = 0x61646B  # "adk": the advisory lock key that orders change-log writers on PostgreSQL
@@ -33,8 +43,27 @@ def begin_write(session: Session) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHANGE_LOG_LOCK})
     elif connection.dialect.name == "sqlite":
+        _queue_for_sqlite_writes(session, transaction, connection.engine.url.database or "")
         connection.exec_driver_sql("DELETE FROM server_state WHERE 0")  # a write: BEGIN + the write lock, now
     session.info["change_log_transaction"] = transaction
+
+
+_sqlite_writers: dict[str, threading.Lock] = defaultdict(threading.Lock)  # database file -> its writer's turn
+
+
+def _queue_for_sqlite_writes(session: Session, transaction: object, database: str) -> None:
+    """Writers of this process take turns on a lock that wakes the next at once; left to SQLite's busy
+    handler, they would poll with sleeps of up to 100 ms each and pile up under load."""
+    turn = _sqlite_writers[database]
+    turn.acquire()
+
+    held = [turn]
+
+    def release(_session: Session, ended: object) -> None:
+        if ended is transaction and held:
+            held.pop().release()
+
+    sa.event.listen(session, "after_transaction_end", release)
 
 
 def _scope(obj: SQLModel, session: Session) -> dict[str, str | None]:

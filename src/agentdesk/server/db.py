@@ -15,10 +15,12 @@ def make_engine(url: str, *, echo: bool = False) -> sa.Engine:
         db_path = sa.engine.make_url(url).database
         if db_path and db_path != ":memory:":
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-        # NullPool: a SQLite connection costs microseconds, and an unbounded supply cannot run dry while
-        # requests wait for worker threads (a bounded pool can deadlock against the thread limit).
-        pool = sa.pool.NullPool if db_path and db_path != ":memory:" else sa.pool.StaticPool
-        engine = sa.create_engine(url, echo=echo, poolclass=pool, connect_args={"check_same_thread": False, "timeout": 30})
+        # An unbounded pool: a bounded one can run dry while requests holding connections wait for worker
+        # threads, deadlocking against the thread limit. Pooled, not opened per request: closing the last
+        # connection of a WAL database checkpoints it (milliseconds).
+        memory = not db_path or db_path == ":memory:"
+        pool: dict = {"poolclass": sa.pool.StaticPool} if memory else {"pool_size": 20, "max_overflow": -1}
+        engine = sa.create_engine(url, echo=echo, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
         sa.event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     # More connections than the worker threads (40) that can hold one at a time, so none waits forever.
