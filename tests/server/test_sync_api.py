@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -97,3 +98,15 @@ def test_a_rejected_mutation_sent_again_stays_rejected_with_its_reason(live_serv
         again = alice.post("/api/v1/sync/push", json={"mutations": [mutation]}).json()["results"][0]
     assert first["status"] == again["status"] == "rejected"
     assert again["reason"] == first["reason"]
+
+
+def test_bootstrap_rows_match_the_wire_shape_of_every_other_read(live_server):
+    """Bootstrap formats times and JSON in SQL; they must equal what pull and record reads send."""
+    alice = client(live_server)
+    page = alice.get("/api/v1/sync/bootstrap", params={"entity": "conversations"}).json()
+    record = alice.get(f"/api/v1/conversations/{live_server.world.conversations['maria-email']}").json()
+    rows = {row[page["columns"].index("id")]: dict(zip(page["columns"], row, strict=True)) for row in page["rows"]}
+    expected = record["conversation"]
+    assert {k: v for k, v in expected.items() if k in page["columns"]} == rows[expected["id"]] | {"tags": expected["tags"]}
+    assert json.loads(rows[expected["id"]]["tags"]) == expected["tags"]  # JSON columns travel as their text
+    assert rows[expected["id"]]["sla_due"].endswith("Z") and len(rows[expected["id"]]["sla_due"]) == 24

@@ -108,8 +108,10 @@ class Identity(SQLModel, table=True):
 
 
 class Conversation(SQLModel, table=True):
+    # (customer, team): "may this team see this customer" is one index probe (server/visibility.py).
+    __table_args__ = (sa.Index("ix_conversation_customer_team", "customer_id", "team_id"),)
     id: str = Field(primary_key=True, max_length=32)
-    customer_id: str = Field(foreign_key="customer.id", index=True)
+    customer_id: str = Field(foreign_key="customer.id")
     channel: str
     status: str = "open"  # open | pending | snoozed | closed
     priority: str = "normal"  # low | normal | high | urgent

@@ -21,10 +21,11 @@ from agentdesk.server.models import (
     Identity,
     Interaction,
     MergeSuggestion,
+    UTCDateTime,
 )
 from agentdesk.server.mutations import MutationIn, MutationResult, apply
 from agentdesk.server.visibility import conversation_visible, customer_visible
-from agentdesk.server.wire import ENTITIES, columns, wire_value
+from agentdesk.server.wire import ENTITIES, columns
 
 router = APIRouter(prefix="/api/v1/sync", tags=["sync"])
 
@@ -70,6 +71,19 @@ def _visible_filter(entity: str, teams: list[str]) -> sa.ColumnElement[bool] | N
     }.get(entity, lambda: None)()
 
 
+def _as_wire_text(column: sa.Column, dialect: str) -> sa.ColumnElement:
+    """A column as the wire carries it, computed by the database: JSON as its text, times as ISO 8601 UTC
+    with milliseconds (domain.clock.to_iso), so no value of a 10k-row page is parsed and re-encoded here."""
+    if isinstance(column.type, sa.JSON):
+        return sa.cast(column, sa.Text)
+    if isinstance(column.type, UTCDateTime):
+        if dialect == "sqlite":  # stored as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC
+            return sa.func.strftime("%Y-%m-%dT%H:%M:%fZ", column)
+        if dialect == "postgresql":
+            return sa.func.to_char(sa.func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+    return column
+
+
 class BootstrapPage(BaseModel):
     entity: str
     columns: list[str]
@@ -93,12 +107,13 @@ def bootstrap(
     table = ENTITIES[entity].__table__  # type: ignore[attr-defined]
     names = columns(entity)
     # JSON columns travel as their JSON text: the cache stores that text, so nothing is parsed twice.
-    selected = [sa.cast(table.c[n], sa.Text) if isinstance(table.c[n].type, sa.JSON) else table.c[n] for n in names]
+    dialect = session.get_bind().dialect.name
+    selected = [_as_wire_text(table.c[n], dialect) for n in names]
     query = sa.select(*selected).where(table.c.id > after).order_by(table.c.id).limit(limit)
     where = _visible_filter(entity, caller.teams)
     if where is not None:
         query = query.where(where)
-    rows = [[wire_value(v) for v in row] for row in session.execute(query)]
+    rows = [list(row) for row in session.execute(query)]
     next_after = rows[-1][names.index("id")] if len(rows) == limit else None
     page = {"entity": entity, "columns": names, "rows": rows, "next_after": next_after, "cursor": encode_cursor(seq)}
     # Encoded directly: validating thousands of rows through the response model would double the cost.

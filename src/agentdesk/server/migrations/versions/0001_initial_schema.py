@@ -150,7 +150,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('conversation', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_conversation_assignee_id'), ['assignee_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_conversation_customer_id'), ['customer_id'], unique=False)
+        batch_op.create_index('ix_conversation_customer_team', ['customer_id', 'team_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_conversation_sla_due'), ['sla_due'], unique=False)
         batch_op.create_index(batch_op.f('ix_conversation_team_id'), ['team_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_conversation_thread_key'), ['thread_key'], unique=False)
@@ -306,7 +306,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_conversation_thread_key'))
         batch_op.drop_index(batch_op.f('ix_conversation_team_id'))
         batch_op.drop_index(batch_op.f('ix_conversation_sla_due'))
-        batch_op.drop_index(batch_op.f('ix_conversation_customer_id'))
+        batch_op.drop_index('ix_conversation_customer_team')
         batch_op.drop_index(batch_op.f('ix_conversation_assignee_id'))
 
     op.drop_table('conversation')
