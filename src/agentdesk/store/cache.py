@@ -12,11 +12,20 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
 from agentdesk.domain.clock import to_iso, utcnow
-from agentdesk.store.schema import INDEXES, LOCAL_TABLES, MIGRATIONS, MIRROR_TABLES, SCHEMA_VERSION, mirror_ddl
+from agentdesk.store.schema import (
+    INDEXES,
+    LOCAL_TABLES,
+    MIGRATIONS,
+    MIRROR_TABLES,
+    SCHEMA_VERSION,
+    mirror_ddl,
+)
+
 
 @dataclass(frozen=True)
 class QueueRow:
@@ -198,20 +207,25 @@ class Cache:
             self.set_state("bootstrapped", "1", db)
 
     def apply_changes(self, changes: list[dict[str, Any]], cursor: str) -> int:
-        """Apply a pull page and advance the cursor in one transaction."""
+        """Apply a pull page and advance the cursor in one transaction.
+
+        Runs of upserts of one entity and shape go in one `executemany`, in order, so a page of 1,000
+        new messages costs one statement rather than a thousand.
+        """
+        def shape(change: dict[str, Any]) -> tuple:
+            data = change["data"] if change["op"] != "delete" else None
+            return change["entity"], change["op"], tuple(data) if data else change["id"]
+
         with self.write() as db:
-            for change in changes:
-                entity = change["entity"]
-                if entity not in MIRROR_TABLES:
-                    continue
-                if change["op"] == "delete":
-                    db.execute(f"DELETE FROM {entity} WHERE id = ?", (change["id"],))
+            for (entity, op, columns), run in groupby((c for c in changes if c["entity"] in MIRROR_TABLES), key=shape):
+                if op == "delete":
+                    db.execute(f"DELETE FROM {entity} WHERE id = ?", (columns,))
                     if entity == "conversations":  # transferred away: its messages leave with it
-                        db.execute("DELETE FROM interactions WHERE conversation_id = ?", (change["id"],))
-                else:
-                    data = change["data"]  # JSON columns arrive parsed here; the cache keeps JSON text
-                    values = [json.dumps(v) if isinstance(v, (list, dict)) else v for v in data.values()]
-                    self.upsert_rows(db, entity, list(data), [values])
+                        db.execute("DELETE FROM interactions WHERE conversation_id = ?", (columns,))
+                    continue
+                # JSON columns arrive parsed here; the cache keeps JSON text.
+                rows = [[json.dumps(v) if isinstance(v, (list, dict)) else v for v in c["data"].values()] for c in run]
+                self.upsert_rows(db, entity, list(columns), rows)
             self.set_state("cursor", cursor, db)
         return len(changes)
 
