@@ -4,6 +4,7 @@ endpoint cannot slip in without its access check."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import httpx
@@ -109,3 +110,32 @@ def test_pull_and_bootstrap_carry_nothing_of_the_other_team(live_server, bobs):
     assert not any(bobs["conversation"] in s or bobs["customer"] in s or "Bob's note" in s for s in seen)
     bob_changes = as_agent(live_server, "bob@example.com").get("/api/v1/sync/pull").json()["changes"]
     assert any(c["id"] == note["interaction_id"] for c in bob_changes)  # the probe would have seen it
+
+
+def test_a_transferred_conversation_is_gone_from_its_old_teams_pulls_even_from_the_start(live_server):
+    w = live_server.world
+    alice, bob = as_agent(live_server, "alice@example.com"), as_agent(live_server, "bob@example.com")
+    conversation = w.conversations["maria-email"]
+    note = {"conversation_id": conversation, "interaction_id": uuid.uuid4().hex, "channel": "email", "text": "private billing note"}
+    move = {"conversation_id": conversation, "to_team_id": w.teams["Support"]}
+    pushed = alice.post("/api/v1/sync/push", json={"mutations": [
+        {"id": uuid.uuid4().hex, "kind": "note", "args": note}, {"id": uuid.uuid4().hex, "kind": "transfer", "args": move},
+    ]}).json()["results"]
+    assert [r["status"] for r in pushed] == ["applied", "applied"]
+    replay = alice.get("/api/v1/sync/pull").json()["changes"]  # from the very start of the log
+    assert not any(c["op"] == "upsert" and "private billing note" in json.dumps(c["data"]) for c in replay)
+    assert any(c["op"] == "delete" and c["id"] == conversation for c in replay)  # told to drop it
+    assert any(c["id"] == note["interaction_id"] for c in bob.get("/api/v1/sync/pull").json()["changes"])
+
+
+def test_a_merge_suggestion_needs_both_customers_visible(live_server):
+    w = live_server.world
+    from agentdesk.server.changes import record_upsert
+
+    with session(live_server.engine) as db:
+        record_upsert(db, MergeSuggestion(id=new_id(), customer_id=w.customers["maria"], other_id=w.customers["ken"], reason="across teams"))
+        db.commit()
+    alice = as_agent(live_server, "alice@example.com")
+    assert alice.get(f"/api/v1/customers/{w.customers['maria']}").json()["merge_suggestions"] == []
+    assert not any(c["entity"] == "merge_suggestions" for c in alice.get("/api/v1/sync/pull").json()["changes"])
+    assert alice.get("/api/v1/sync/bootstrap", params={"entity": "merge_suggestions"}).json()["rows"] == []

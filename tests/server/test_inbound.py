@@ -260,3 +260,10 @@ def test_an_auto_reply_with_no_thread_does_not_open_a_conversation(db_engine, wo
                      text="550 no such user", auto_reply=True)
     assert bounce.status == "closed"
     assert bounce.assignee_id is None and bounce.sla_due is None
+
+
+def test_a_known_message_id_does_not_thread_another_senders_mail(db_engine, world):
+    first, _ = feed(db_engine, channel="email", address="owner@example.org", subject="Account", text="hi", external_id="<own@x>")
+    other, _ = feed(db_engine, channel="email", address="intruder@example.org", subject="Re: Account", references=["<own@x>"],
+                    external_id="<in@x>")
+    assert other.conversation_id != first.conversation_id

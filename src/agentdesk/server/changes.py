@@ -1,9 +1,10 @@
 """The change log: every domain write records its change in the same session, hence transaction.
 
 Each change carries a visibility scope, read by pull (routes/sync.py):
-- conversations and interactions: the conversation's team;
+- conversations and interactions: the conversation's team, and only while the conversation is still
+  in one of the caller's teams (a delete tells the old team when it moves);
 - customers, identities and merge suggestions: the customer, seen by every team holding one of the
-  customer's conversations;
+  customer's conversations (a suggestion: both of its customers);
 - teams, agents and memberships: everyone.
 
 On PostgreSQL, sequence values can commit out of order (seq 9 may commit after seq 10), and a pull that
@@ -68,14 +69,16 @@ def _queue_for_sqlite_writes(session: Session, transaction: object, database: st
 
 def _scope(obj: SQLModel, session: Session) -> dict[str, str | None]:
     if isinstance(obj, Conversation):
-        return {"team_id": obj.team_id}
+        return {"team_id": obj.team_id, "conversation_id": obj.id}
     if isinstance(obj, Interaction):
         conversation = session.get(Conversation, obj.conversation_id)
-        return {"team_id": conversation.team_id if conversation else None}
+        return {"team_id": conversation.team_id if conversation else None, "conversation_id": obj.conversation_id}
     if isinstance(obj, Customer):
         return {"customer_id": obj.id}
-    if isinstance(obj, (Identity, MergeSuggestion)):
+    if isinstance(obj, Identity):
         return {"customer_id": obj.customer_id}
+    if isinstance(obj, MergeSuggestion):
+        return {"customer_id": obj.customer_id, "other_customer_id": obj.other_id}
     return {}
 
 

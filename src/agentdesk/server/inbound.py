@@ -134,8 +134,8 @@ def _thread(session: Session, item: Inbound, customer_id: str) -> Conversation |
     """The existing conversation this interaction continues, if any."""
     mine = select(Conversation).where(Conversation.customer_id == customer_id, Conversation.channel == item.channel)
     if item.channel == "email":
-        for ref in item.references:
-            if (parent := _by_external_id(session, "email", ref)) is not None:
+        for ref in item.references:  # only the sender's own thread: a known Message-ID is not a key to others'
+            if (parent := _by_external_id(session, "email", ref)) is not None and parent.customer_id == customer_id:
                 return session.get(Conversation, parent.conversation_id)
         subject = thread_subject(item.subject)
         if subject:

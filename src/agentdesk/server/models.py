@@ -167,6 +167,11 @@ class Change(SQLModel, table=True):
     team_id: str | None = Field(default=None, index=True)
     customer_id: str | None = Field(default=None, index=True)
     agent_id: str | None = Field(default=None, index=True)
+    # Narrowing the scope to who may see it *now*: an upsert of a conversation or its message is shown only
+    # while the conversation is in one of the caller's teams (not to its old team after a transfer); a
+    # merge suggestion only to those who may see both customers.
+    conversation_id: str | None = None
+    other_customer_id: str | None = None
     created_at: datetime = _when(default_factory=utcnow)
 
 

@@ -44,14 +44,13 @@ def load_token(server_url: str, data_dir: Path) -> str:
     """AGENTDESK_TOKEN, else the keyring's token for this server, else the opted-in file's."""
     if token := os.environ.get("AGENTDESK_TOKEN", "").strip():
         return token
-    if token := _read_file(data_dir).get(server_url, ""):
-        return token
     try:
         token = _keyring().get_password(KEYRING_SERVICE, server_url) or ""
     except CredentialError:
         token = ""
     except Exception as exc:  # noqa: BLE001 - a locked or broken keyring backend
         raise CredentialError(f"the keyring could not be read ({type(exc).__name__}: {exc}); set AGENTDESK_TOKEN") from exc
+    token = token or _read_file(data_dir).get(server_url, "")
     if not token:
         raise CredentialError(
             f"No API token for {server_url}: run `agentdesk login --server {server_url}` "
@@ -85,7 +84,8 @@ def _store_in_file(server_url: str, token: str, data_dir: Path) -> str:
     tokens = {**_read_file(data_dir), server_url: token}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable by others, not even briefly
+    temporary.unlink(missing_ok=True)  # a leftover could carry looser permissions, or be a symlink
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others, not even briefly
     with os.fdopen(fd, "w") as out:
         json.dump(tokens, out)
     os.replace(temporary, path)

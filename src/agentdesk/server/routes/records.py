@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from agentdesk.server.deps import CallerDep, SessionDep
 from agentdesk.server.models import Conversation, Identity, Interaction, MergeSuggestion
-from agentdesk.server.visibility import visible_conversation, visible_customer
+from agentdesk.server.visibility import customer_visible, visible_conversation, visible_customer
 from agentdesk.server.wire import wire_row
 
 router = APIRouter(prefix="/api/v1", tags=["records"])
@@ -41,6 +41,8 @@ def customer(customer_id: str, caller: CallerDep, session: SessionDep) -> dict[s
         select(MergeSuggestion).where(
             MergeSuggestion.status == "open",
             (MergeSuggestion.customer_id == found.id) | (MergeSuggestion.other_id == found.id),
+            customer_visible(MergeSuggestion.customer_id, caller.teams),  # type: ignore[arg-type]
+            customer_visible(MergeSuggestion.other_id, caller.teams),  # type: ignore[arg-type]
         )
     )
     return {

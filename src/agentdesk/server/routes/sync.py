@@ -54,8 +54,15 @@ def _visible_change(caller_agent_id: str, teams: list[str]) -> sa.ColumnElement[
     """The change-log scope rule of server/changes.py, as a filter."""
     return sa.or_(
         sa.and_(Change.team_id.is_(None), Change.customer_id.is_(None), Change.agent_id.is_(None)),  # type: ignore[union-attr]
-        Change.team_id.in_(teams),  # type: ignore[union-attr]
-        sa.and_(Change.customer_id.is_not(None), customer_visible(Change.customer_id, teams)),  # type: ignore[union-attr,arg-type]
+        sa.and_(
+            Change.team_id.in_(teams),  # type: ignore[union-attr]
+            sa.or_(Change.op == "delete", conversation_visible(Change.conversation_id, teams)),  # type: ignore[arg-type]
+        ),
+        sa.and_(
+            Change.customer_id.is_not(None),  # type: ignore[union-attr]
+            customer_visible(Change.customer_id, teams),  # type: ignore[arg-type]
+            sa.or_(Change.other_customer_id.is_(None), customer_visible(Change.other_customer_id, teams)),  # type: ignore[union-attr,arg-type]
+        ),
         Change.agent_id == caller_agent_id,
     )
 
@@ -65,7 +72,10 @@ def _visible_filter(entity: str, teams: list[str]) -> sa.ColumnElement[bool] | N
     return {
         "customers": lambda: customer_visible(Customer.id, teams),  # type: ignore[arg-type]
         "identities": lambda: customer_visible(Identity.customer_id, teams),  # type: ignore[arg-type]
-        "merge_suggestions": lambda: customer_visible(MergeSuggestion.customer_id, teams),  # type: ignore[arg-type]
+        "merge_suggestions": lambda: sa.and_(
+            customer_visible(MergeSuggestion.customer_id, teams),  # type: ignore[arg-type]
+            customer_visible(MergeSuggestion.other_id, teams),  # type: ignore[arg-type]
+        ),
         "conversations": lambda: Conversation.team_id.in_(teams),  # type: ignore[attr-defined]
         "interactions": lambda: conversation_visible(Interaction.conversation_id, teams),  # type: ignore[arg-type]
     }.get(entity, lambda: None)()
@@ -77,8 +87,8 @@ def _as_wire_text(column: sa.Column, dialect: str) -> sa.ColumnElement:
     if isinstance(column.type, sa.JSON):
         return sa.cast(column, sa.Text)
     if isinstance(column.type, UTCDateTime):
-        if dialect == "sqlite":  # stored as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC
-            return sa.func.strftime("%Y-%m-%dT%H:%M:%fZ", column)
+        if dialect == "sqlite":  # stored as "YYYY-MM-DD HH:MM:SS.ffffff" in UTC; milliseconds cut, as to_iso does
+            return sa.func.substr(column, 1, 10).op("||")("T").op("||")(sa.func.substr(column, 12, 12)).op("||")("Z")
         if dialect == "postgresql":
             return sa.func.to_char(sa.func.timezone("UTC", column), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
     return column
@@ -138,17 +148,17 @@ class PullPage(BaseModel):
 def pull(caller: CallerDep, session: SessionDep, cursor: str = "", limit: int = Query(1000, ge=1, le=10000)) -> Response:
     """Changes after `cursor` that the caller may see, oldest first."""
     after = decode_cursor(cursor)
-    if after < horizon(session):
-        raise HTTPException(
-            410,
-            {"reset_required": True, "message": "This cache is older than the server's change history; bootstrap again."},
-        )
     rows = session.execute(
         sa.select(Change.seq, Change.entity, Change.entity_id, Change.op, sa.cast(Change.data, sa.Text))
         .where(Change.seq > after, _visible_change(caller.agent.id, caller.teams))  # type: ignore[operator]
         .order_by(Change.seq)  # type: ignore[arg-type]
         .limit(limit + 1)
     ).all()
+    if after < horizon(session):  # read after the rows: a compaction that ran in between is seen here
+        raise HTTPException(
+            410,
+            {"reset_required": True, "message": "This cache is older than the server's change history; bootstrap again."},
+        )
     page = rows[:limit]
     last = page[-1][0] if page else max(after, 0)
     # Assembled as text: each change's data is stored as JSON already, so it is neither parsed nor re-encoded.

@@ -43,6 +43,8 @@ def upgrade() -> None:
     sa.Column('team_id', sa.String(), nullable=True),
     sa.Column('customer_id', sa.String(), nullable=True),
     sa.Column('agent_id', sa.String(), nullable=True),
+    sa.Column('conversation_id', sa.String(), nullable=True),
+    sa.Column('other_customer_id', sa.String(), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('seq'),
     sqlite_autoincrement=True
