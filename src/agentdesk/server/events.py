@@ -89,7 +89,8 @@ def write_presence(
     writes a presence Signal carrying the whole state, which the hubs of all processes fan out.
     `viewing_team` is the viewed conversation's team: only that team's agents are told what is viewed.
     """
-    agent = session.get(Agent, agent_id)
+    begin_write(session)  # before reading: the agent row recorded below must not be a stale copy
+    agent = session.get(Agent, agent_id, populate_existing=True)
     if agent is None:
         raise LookupError(agent_id)
     new_status = status or agent.presence
@@ -99,7 +100,6 @@ def write_presence(
     if new_status == "offline":
         viewing, viewing_team = None, None
     if new_status != agent.presence:
-        begin_write(session)
         agent.presence = new_status
         agent.presence_at = utcnow()
         record_upsert(session, agent)
