@@ -8,7 +8,7 @@ office hours). The running targets are kept on the conversation, and the earlies
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -16,9 +16,6 @@ from sqlmodel import Session, select
 from agentdesk.domain.business_hours import Calendar, add_business_time
 from agentdesk.server.auth import new_id
 from agentdesk.server.models import Conversation, SlaBreach, SlaPolicy, Team
-
-TARGETS = ("first_response", "next_response", "resolution")
-
 
 def calendar(team: Team | None) -> Calendar:
     """The team's business calendar; a team without declared hours keeps office hours (Mon-Fri 09:00-17:00)."""
@@ -132,7 +129,3 @@ def sweep_breaches(session: Session, now: datetime) -> int:
     session.commit()
     return recorded
 
-
-def business_deadline(team: Team | None, start: datetime, minutes: float) -> datetime:
-    """For callers outside a conversation (e.g. routing's grace time counts wall-clock, not this)."""
-    return add_business_time(calendar(team), start, minutes) if minutes else start + timedelta(0)
