@@ -209,15 +209,19 @@ class Cache:
     def apply_changes(self, changes: list[dict[str, Any]], cursor: str) -> int:
         """Apply a pull page and advance the cursor in one transaction.
 
-        Runs of upserts of one entity and shape go in one `executemany`, in order, so a page of 1,000
-        new messages costs one statement rather than a thousand.
+        Upserts of one entity and shape go in one `executemany`, so a page of 1,000 new messages costs one
+        statement rather than a thousand. Without deletes in the page they are grouped across the page (the
+        sort is stable, so a row's last version still wins); with deletes, only consecutive runs are.
         """
         def shape(change: dict[str, Any]) -> tuple:
             data = change["data"] if change["op"] != "delete" else None
             return change["entity"], change["op"], tuple(data) if data else change["id"]
 
         with self.write() as db:
-            for (entity, op, columns), run in groupby((c for c in changes if c["entity"] in MIRROR_TABLES), key=shape):
+            mirrored = [c for c in changes if c["entity"] in MIRROR_TABLES]
+            if all(c["op"] != "delete" for c in mirrored):
+                mirrored.sort(key=shape)
+            for (entity, op, columns), run in groupby(mirrored, key=shape):
                 if op == "delete":
                     db.execute(f"DELETE FROM {entity} WHERE id = ?", (columns,))
                     if entity == "conversations":  # transferred away: its messages leave with it
