@@ -12,6 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 import uvicorn
@@ -84,6 +85,17 @@ def build_world(engine: sa.Engine, hostile: list[str] | None = None) -> World:
                 ))
         db.commit()
     return world
+
+
+def get_once_up(url: str, headers: dict[str, str], timeout: float = 20) -> httpx.Response:
+    """GET `url` from a server still starting in another process, retrying until it accepts connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url, headers=headers)
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, f"nothing answered at {url}"
+            time.sleep(0.1)
 
 
 def start_uvicorn(app: FastAPI, **config: Any) -> tuple[str, uvicorn.Server, threading.Thread]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import get_once_up
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,14 +48,7 @@ def test_admin_commands_then_serve_accepts_the_issued_token(env, tmp_path):
     try:
         banner = server.stderr.readline()  # "agentdesk server on http://127.0.0.1:PORT (…)"
         url = banner.split()[3]
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                me = httpx.get(f"{url}/api/v1/me", headers={"Authorization": f"Bearer {lines[0]}"})
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, banner
-                time.sleep(0.1)
+        me = get_once_up(f"{url}/api/v1/me", {"Authorization": f"Bearer {lines[0]}"})
         assert me.status_code == 200 and me.json()["name"] == "Lee Park"
         assert httpx.get(f"{url}/api/v1/me", headers={"Authorization": "Bearer wrong"}).status_code == 401
     finally:

@@ -10,13 +10,13 @@ import hashlib
 import os
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 import sqlalchemy as sa
+from conftest import get_once_up
 from sqlmodel import select
 
 from agentdesk.cli import main
@@ -269,14 +269,7 @@ def test_serve_applies_the_declared_teams_and_limits(env, tmp_path):
         banner = server.stderr.readline()
         url = banner.split()[3]
         assert server.stderr.readline().strip() == "Applied declared configuration: 1 teams, 1 routing rules"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                teams = httpx.get(f"{url}/api/v1/admin/teams", headers={"Authorization": f"Bearer {token}"})
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, banner
-                time.sleep(0.1)
+        teams = get_once_up(f"{url}/api/v1/admin/teams", {"Authorization": f"Bearer {token}"})
         assert [(t["name"], t["timezone"], t["hours"]) for t in teams.json()] == [
             ("Nights", "Europe/Paris", {"mon": "22:00-24:00", "tue": "00:00-06:00"})
         ]
