@@ -36,6 +36,7 @@ def bobs(live_server) -> dict[str, str]:
     return {
         "conversation": w.conversations["ken-email"], "customer": w.customers["ken"], "agent": w.agents["bob@example.com"],
         "team": w.teams["Support"], "suggestion": suggestion.id, "merge": merge.id,
+        "interaction": live_server.interactions("Hello from Ken Adams by email")[0].id,
     }
 
 
@@ -57,6 +58,9 @@ def push_args(kind: str, bob: dict[str, str], mine: dict[str, str]) -> dict:
         "merge_customers": {"source_id": bob["customer"], "target_id": mine["customer"], "merge_id": uuid.uuid4().hex},
         "unmerge": {"merge_id": bob["merge"]},
         "dismiss_suggestion": {"suggestion_id": bob["suggestion"]},
+        "retry_delivery": {"interaction_id": bob["interaction"]},
+        "set_disposition": {"interaction_id": bob["interaction"], "disposition": "resolved"},
+        "request_callback": {**conversation, "interaction_id": uuid.uuid4().hex},
     }[kind]
 
 

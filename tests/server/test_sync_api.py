@@ -7,6 +7,10 @@ import uuid
 
 import httpx
 import pytest
+from sqlmodel import select
+
+from agentdesk.server.db import session
+from agentdesk.server.models import Delivery
 
 
 def client(live, email: str = "alice@example.com") -> httpx.Client:
@@ -64,7 +68,11 @@ def test_push_applies_once_and_pull_returns_it(live_server):
     assert second[0]["status"] == "duplicate"
     assert len(live_server.interactions("Refund issued today.")) == 1
     mine = [c for c in changes if c["entity"] == "interactions" and c["data"]["text"] == "Refund issued today."]
-    assert len(mine) == 1 and mine[0]["data"]["delivery_status"] == "sent"
+    # No email relay is configured here: the reply waits in the server's outbox, addressed from the customer's identity.
+    assert len(mine) == 1 and mine[0]["data"]["delivery_status"] == "queued"
+    with session(live_server.engine) as db:
+        queued = db.exec(select(Delivery).where(Delivery.interaction_id == mine[0]["data"]["id"])).one()
+    assert (queued.status, queued.channel, queued.to_address) == ("pending", "email", "maria@customer.test")
 
 
 def test_pull_hides_other_teams_changes(live_server):

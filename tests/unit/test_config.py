@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from agentdesk import paths
 from agentdesk.config import (
@@ -157,17 +158,26 @@ def test_example_file_documents_every_key_with_a_comment() -> None:
     located = KeyLocator(text).lines
     rows = text.splitlines()
     missing = []
-    for section, model in SECTION_MODELS.items():
-        if (section,) not in located:
-            missing.append(f"[{section}]")
-            continue
+
+    def check(section: tuple[str, ...], model: type | None) -> None:
+        name = ".".join(section)
+        if section not in located:
+            missing.append(f"[{name}]")
+            return
         keys = model.model_fields if model is not None else [spec.id for spec in DEFAULT_KEYMAP]
         for key in keys:
-            line = located.get((section, key))
+            inner = model.model_fields[key].annotation if model is not None else None
+            if isinstance(inner, type) and issubclass(inner, BaseModel):  # a sub-table such as [channels.email]
+                check((*section, key), inner)
+                continue
+            line = located.get((*section, key))
             if line is None:
-                missing.append(f"[{section}] {key}")
+                missing.append(f"[{name}] {key}")
             elif model is not None:
-                assert rows[line - 2].startswith("# "), f"[{section}] {key} needs a one-line comment above it"
+                assert rows[line - 2].startswith("# "), f"[{name}] {key} needs a one-line comment above it"
+
+    for section, model in SECTION_MODELS.items():
+        check((section,), model)
     assert not missing, f"config.example.toml does not document: {', '.join(missing)}"
 
 

@@ -421,6 +421,64 @@ class RoutingConfig(_Section):
     return_after_minutes: PositiveFloat = 5.0  # an agent away/offline this long: their unanswered conversations go back
 
 
+# --------------------------------------------------------------------------------------------
+# Channels (server): the real protocols traffic arrives and leaves by (server/channels/)
+
+Port = Annotated[int, _reject_bool("an integer"), Field(ge=0, le=65_535)]
+
+
+class EmailChannelConfig(_Section):
+    """``[channels.email]``: an SMTP listener for inbound mail, IMAP polling, and a relay for replies."""
+
+    enabled: bool = False  # listen for SMTP (and poll IMAP when imap_host is set)
+    address: str = "support@example.com"  # our address: replies come from it, inbound mail is sent to it
+    from_name: str = "Support"  # display name on replies
+    signature: str = "{agent_name}\nSupport team"  # appended to every email reply; {agent_name} is the replying agent
+    smtp_host: Annotated[str, AfterValidator(_host)] = "127.0.0.1"  # where the SMTP listener binds
+    smtp_port: Port = 2525  # 0 = any free port
+    max_message_bytes: Annotated[int, _reject_bool("an integer"), Field(ge=1024)] = 26_214_400
+    imap_host: str = ""  # "" = no IMAP polling
+    imap_port: Port = 993
+    imap_username: str = ""
+    imap_password: str = ""
+    imap_folder: str = "INBOX"
+    imap_poll_seconds: PositiveFloat = 60.0
+    relay_host: str = ""  # "" = replies wait in the outbox until a relay is configured
+    relay_port: Port = 587
+    relay_security: Annotated[str, _choice(("starttls", "tls", "none"))] = "starttls"
+    relay_username: str = ""
+    relay_password: str = ""
+    relay_timeout: PositiveFloat = 30.0
+
+
+class TwilioChannelConfig(_Section):
+    """``[channels.twilio]``: SMS, WhatsApp and voice through Twilio (webhooks in, REST API out)."""
+
+    enabled: bool = False  # accept Twilio webhooks and send SMS/WhatsApp replies through the REST API
+    account_sid: str = ""
+    auth_token: str = ""  # checks X-Twilio-Signature on every webhook; better set by environment variable
+    api_base_url: Annotated[str, AfterValidator(_http_url)] = "https://api.twilio.com"
+    sms_from: str = ""  # our number for SMS replies and outbound calls, E.164
+    whatsapp_from: str = ""  # our WhatsApp sender, E.164 (without the "whatsapp:" prefix)
+    request_timeout: PositiveFloat = 15.0
+
+
+class ChatChannelConfig(_Section):
+    """``[channels.chat]``: the web chat widget served at /chat."""
+
+    enabled: bool = True
+    title: str = "Chat with us"  # heading of the chat widget
+    allowed_origins: list[str] = Field(default_factory=list)  # pages that may open the chat websocket; [] = same origin only
+
+
+class ChannelsConfig(_Section):
+    """``[channels.*]``: the channels the server speaks."""
+
+    email: EmailChannelConfig = Field(default_factory=EmailChannelConfig)
+    twilio: TwilioChannelConfig = Field(default_factory=TwilioChannelConfig)
+    chat: ChatChannelConfig = Field(default_factory=ChatChannelConfig)
+
+
 SECTION_MODELS: dict[str, type[BaseModel] | None] = {
     "desk": DeskConfig,
     "sync": SyncConfig,
@@ -430,6 +488,7 @@ SECTION_MODELS: dict[str, type[BaseModel] | None] = {
     "identity": IdentityConfig,
     "sla": SlaConfig,
     "routing": RoutingConfig,
+    "channels": ChannelsConfig,
 }
 
 
@@ -497,6 +556,7 @@ class Settings(BaseSettings):
     teams: list[TeamDecl] = Field(default_factory=list)  # [[teams]]
     sla: SlaConfig = Field(default_factory=SlaConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
 
     @field_validator("teams")
     @classmethod

@@ -29,16 +29,27 @@ def create_app(engine: sa.Engine, *, hub: Hub | None = None, settings: Settings 
     from agentdesk.server.routes import admin as admin_routes
     from agentdesk.server.routes import events, health, inbound, records, sync
 
+    from agentdesk.config import Settings
+    from agentdesk.server import channels, delivery
+
     hub = hub if hub is not None else Hub(engine)
+    config = settings if settings is not None else Settings()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await hub.start()  # the live-event poller of this process
-        jobs = asyncio.create_task(run_jobs(engine, _jobs_config(settings)), name="agentdesk-jobs")
+        tasks = [
+            asyncio.create_task(run_jobs(engine, _jobs_config(settings)), name="agentdesk-jobs"),
+            asyncio.create_task(delivery.run_forever(engine, channels.senders(config)), name="agentdesk-delivery"),
+        ]
+        stops = await channels.start_listeners(channels.ChannelContext(engine, config, hub))
         try:
             yield
         finally:
-            jobs.cancel()
+            for stop in reversed(stops):
+                await stop()
+            for task in tasks:
+                task.cancel()
             await hub.stop()
 
     app = FastAPI(title="agentdesk", version="0.1.0", lifespan=lifespan)
@@ -50,6 +61,8 @@ def create_app(engine: sa.Engine, *, hub: Hub | None = None, settings: Settings 
     app.include_router(admin_routes.router)
     app.include_router(inbound.router)
     app.include_router(records.router)
+    for router in channels.routers(config):
+        app.include_router(router)
     _configure(app, engine, settings)
     return app
 

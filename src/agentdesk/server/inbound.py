@@ -86,7 +86,7 @@ def _ingest(session: Session, item: Inbound, kind: str, address: str, default_re
     conversation = _thread(session, item, customer.id) or _new_conversation(session, item, customer.id, at)
     interaction = Interaction(
         id=new_id(), conversation_id=conversation.id, customer_id=customer.id, channel=item.channel,
-        direction="inbound", text=item.text, subject=item.subject, meta=item.metadata,
+        direction="inbound", text=item.text, subject=item.subject, meta={**item.metadata, "address": address},
         external_id=item.external_id, occurred_at=at,
     )
     record_upsert(session, interaction)

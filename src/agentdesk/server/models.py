@@ -148,9 +148,29 @@ class Interaction(SQLModel, table=True):
     text: str = ""
     subject: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
-    delivery_status: str | None = None  # queued | sent | delivered | failed (outbound only)
+    delivery_status: str | None = None  # queued | sending | sent | delivered | failed (outbound only; see Delivery)
     external_id: str | None = Field(default=None, max_length=998)
     occurred_at: datetime = _when(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """The server outbox: one row per reply that must leave through a provider (email relay, Twilio), so it
+    leaves exactly once. pending -> sending (committed before the request leaves) -> sent (provider id) ->
+    delivered | failed. A row found in `sending` after a crash or timeout is reconciled with the provider,
+    never blindly sent again (server/delivery.py)."""
+
+    __table_args__ = (sa.UniqueConstraint("channel", "provider_id"),)
+    id: str = Field(primary_key=True, max_length=32)
+    interaction_id: str = Field(foreign_key="interaction.id", unique=True)
+    channel: str  # email | sms | whatsapp | phone (a callback call)
+    to_address: str
+    status: str = Field(default="pending", index=True)  # pending | sending | sent | delivered | failed
+    attempts: int = 0
+    next_attempt_at: datetime = _when(default_factory=utcnow)  # pending: not before; sending: reconcile after
+    provider_id: str | None = Field(default=None, max_length=998)  # Message-ID, MessageSid, CallSid
+    error: str | None = None  # why it failed (shown to the agent), or the last transient error
+    created_at: datetime = _when(default_factory=utcnow)
+    updated_at: datetime = _when(default_factory=utcnow)
 
 
 class Change(SQLModel, table=True):

@@ -42,7 +42,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, select
 
 from agentdesk.domain.clock import utcnow
-from agentdesk.server import sla
+from agentdesk.server import delivery, sla
 from agentdesk.server.changes import (
     begin_write,
     record_conversation_moved,
@@ -178,6 +178,25 @@ class UnmergeArgs(_Args):
 
 class SuggestionArgs(_Args):
     suggestion_id: RowId
+
+
+class InteractionArgs(_Args):
+    """retry_delivery: send a failed reply again."""
+
+    interaction_id: RowId
+
+
+class DispositionArgs(InteractionArgs):
+    """set_disposition: how a call ended, in the agent's words (e.g. "resolved", "follow-up")."""
+
+    disposition: Tag
+
+
+class CallbackArgs(ConversationArgs):
+    """request_callback: call the customer back (through the voice provider) from the desk."""
+
+    interaction_id: str = Field(pattern=_ID.pattern)  # the client's id for the outbound call
+    note: str = Field(default="", max_length=2000)
 
 
 class MutationIn(BaseModel):
@@ -316,25 +335,32 @@ def _add_interaction(ctx: _Ctx, args: ReplyArgs, direction: str) -> None:
     conversation = _conversation(ctx, args.conversation_id, args.expected_version)
     if session.get(Interaction, args.interaction_id) is not None:
         raise Rejected("A message with this id already exists.")
-    record_upsert(
-        session,
-        Interaction(
-            id=args.interaction_id,
-            conversation_id=conversation.id,
-            customer_id=conversation.customer_id,
-            channel=args.channel,
-            direction=direction,
-            author_id=agent.id,
-            text=args.text,
-            subject=args.subject,
-            # No channel adapter sends yet: an accepted reply counts as sent (the channels issue adds
-            # the outbound queue with provider ids and delivery callbacks).
-            delivery_status="sent" if direction == "outbound" else None,
-            occurred_at=now,
-        ),
+    interaction = Interaction(
+        id=args.interaction_id,
+        conversation_id=conversation.id,
+        customer_id=conversation.customer_id,
+        channel=args.channel,
+        direction=direction,
+        author_id=agent.id,
+        text=args.text,
+        subject=args.subject,
+        # Chat replies are stored for the visitor's websocket (server/channels/webchat.py) to carry.
+        delivery_status="sent" if direction == "outbound" else None,
+        occurred_at=now,
     )
+    if direction == "outbound" and args.channel in delivery.OUTBOUND_CHANNELS:
+        to_address = delivery.recipient(session, conversation, args.channel)
+        if to_address is None:
+            raise Rejected(f"This customer has no {_ADDRESS_NAME[args.channel]} to reply to; reply on another channel.")
+        session.add(interaction)
+        session.flush()
+        delivery.enqueue(session, interaction, to_address)
+    record_upsert(session, interaction)
     hook = sla.on_agent_reply if direction == "outbound" else None  # a note answers nobody
     _update(session, now, conversation, {"last_message_at": now}, hook=hook)
+
+
+_ADDRESS_NAME = {"email": "email address", "sms": "phone number", "whatsapp": "WhatsApp number"}
 
 
 def apply_reply(ctx: _Ctx, args: ReplyArgs) -> None:
@@ -343,6 +369,49 @@ def apply_reply(ctx: _Ctx, args: ReplyArgs) -> None:
 
 def apply_note(ctx: _Ctx, args: ReplyArgs) -> None:
     _add_interaction(ctx, args, "note")
+
+
+def _interaction(ctx: _Ctx, interaction_id: str) -> Interaction:
+    """An interaction of a conversation in one of the caller's teams."""
+    interaction = ctx.session.get(Interaction, interaction_id)
+    if interaction is None or visible_conversation(ctx.session, ctx.teams, interaction.conversation_id) is None:
+        raise _gone("message")
+    return interaction
+
+
+def apply_retry_delivery(ctx: _Ctx, args: InteractionArgs) -> None:
+    interaction = _interaction(ctx, args.interaction_id)
+    if delivery.retry(ctx.session, interaction.id) is None:
+        raise Rejected("Only a reply that failed to send can be sent again.")
+
+
+def apply_set_disposition(ctx: _Ctx, args: DispositionArgs) -> None:
+    interaction = _interaction(ctx, args.interaction_id)
+    if interaction.channel != "phone" or interaction.direction == "note":
+        raise Rejected("Only a call has a disposition.")
+    interaction.meta = {**interaction.meta, "disposition": args.disposition}
+    record_upsert(ctx.session, interaction)
+
+
+def apply_request_callback(ctx: _Ctx, args: CallbackArgs) -> None:
+    """An outbound call to the customer, placed by the voice provider; its progress lands on the timeline."""
+    session = ctx.session
+    conversation = _conversation(ctx, args.conversation_id, args.expected_version)
+    if session.get(Interaction, args.interaction_id) is not None:
+        raise Rejected("A message with this id already exists.")
+    to_address = delivery.recipient(session, conversation, "phone")
+    if to_address is None:
+        raise Rejected("This customer has no phone number to call back.")
+    call = Interaction(
+        id=args.interaction_id, conversation_id=conversation.id, customer_id=conversation.customer_id,
+        channel="phone", direction="outbound", author_id=ctx.agent.id, text=args.note or "Callback",
+        meta={"call": "callback"}, occurred_at=ctx.now,
+    )
+    session.add(call)
+    session.flush()
+    delivery.enqueue(session, call, to_address)
+    record_upsert(session, call)
+    _update(session, ctx.now, conversation, {"last_message_at": ctx.now})
 
 
 def apply_assign(ctx: _Ctx, args: AssignArgs) -> None:
@@ -543,6 +612,9 @@ APPLIERS: dict[str, tuple[type[BaseModel], Callable[[_Ctx, Any], None]]] = {
     "merge_customers": (MergeArgs, apply_merge_customers),
     "unmerge": (UnmergeArgs, apply_unmerge),
     "dismiss_suggestion": (SuggestionArgs, apply_dismiss_suggestion),
+    "retry_delivery": (InteractionArgs, apply_retry_delivery),
+    "set_disposition": (DispositionArgs, apply_set_disposition),
+    "request_callback": (CallbackArgs, apply_request_callback),
 }
 
 

@@ -33,6 +33,16 @@ class SyncClient:
     def close(self) -> None:
         self.http.close()
 
+    def live_http(self, read_timeout: float = 45.0) -> httpx.Client:
+        """A client of its own for the live stream: the stream holds its connection for hours, and ending it at
+        stop must not disturb a sync request in flight. `read_timeout` (> the server's 15 s heartbeat) notices
+        a server that vanished without closing the connection."""
+        return httpx.Client(
+            base_url=self.http.base_url,
+            headers=self.http.headers,
+            timeout=httpx.Timeout(self.http.timeout.connect, read=read_timeout),
+        )
+
     def _call(self, method: str, path: str, **kw: Any) -> Any:
         try:
             response = self.http.request(method, path, **kw)

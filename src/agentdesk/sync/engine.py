@@ -17,6 +17,7 @@ from agentdesk.domain.clock import utcnow
 from agentdesk.store.cache import Cache
 from agentdesk.store.schema import MIRROR_TABLES
 from agentdesk.sync.client import AuthRejected, ResetRequired, ServerUnavailable, SyncClient
+from agentdesk.sync.live import LiveStream, Presence
 
 BOOTSTRAP_PAGE = 10000  # rows per bootstrap request: few round trips, bounded memory
 
@@ -30,6 +31,8 @@ class SyncStatus:
     bootstrapping: str | None = None  # "interactions 5,000" while the first load runs
     error: str | None = None
     notices: list[str] = field(default_factory=list)
+    live: bool = False  # the live stream is up: changes arrive as they happen, not at the next poll
+    presence: Presence = field(default_factory=Presence)  # the engine's own, kept current by the stream
 
 
 class SyncEngine:
@@ -41,17 +44,28 @@ class SyncEngine:
         page_size: int = 1000,
         poll_interval: float = 5.0,
         on_status: Callable[[SyncStatus], None] = lambda status: None,
+        live: bool = True,
+        live_poll_interval: float = 60.0,
     ) -> None:
         self.cache_path = cache_path
         self.client = client
         self.page_size = page_size
         self.poll_interval = poll_interval
         self.on_status = on_status
+        self.live = live  # subscribe to the server's live stream while running
+        self.live_poll_interval = live_poll_interval  # the safety-net poll while the stream is up
+        self.live_backoff = (0.5, 30.0)  # reconnect delays: first, cap (seconds; jittered)
+        self.on_live: Callable[[str, dict], None] = lambda kind, data: None  # presence/typing, in the live thread
+        self.presence = Presence()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stream: LiveStream | None = None
+        self._live_up = False
+        self._poked_seq = -1  # the newest seq the server poked about
+        self._pulled_seq = -1  # a pull that began after that poke has finished: the cache has everything to here
         self._identity_checked = False
-        self.status = SyncStatus()
+        self.status = SyncStatus(presence=self.presence)
 
     def start(self) -> None:
         """Run in a background thread (once; later calls do nothing)."""
@@ -67,6 +81,8 @@ class SyncEngine:
         """Ask the loop to finish and wait for it (a request in flight ends at its timeout)."""
         self._stop.set()
         self._wake.set()
+        if self._stream is not None:
+            self._stream.stop(timeout=0)  # from here, so the stream ends even while the loop waits on a request
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
@@ -74,8 +90,10 @@ class SyncEngine:
         """Sync until stopped, backing off (with jitter) while the server is away."""
         cache = Cache(self.cache_path)
         failures = 0
+        stream = self._start_stream()
         try:
             while not self._stop.is_set():
+                self._wake.clear()  # before the round, so a poke that comes during it runs another
                 try:
                     self.sync_once(cache)
                     failures = 0
@@ -85,18 +103,48 @@ class SyncEngine:
                 except Exception as exc:  # noqa: BLE001 - a full disk or a bug must not end syncing silently
                     failures += 1
                     self._report(cache, online=False, error=f"sync failed: {type(exc).__name__}: {exc}")
-                delay = self.poll_interval if failures == 0 else min(60.0, 2 ** min(failures, 6)) * random.uniform(0.5, 1)
-                self._wake.wait(delay)
-                self._wake.clear()
+                self._wake.wait(self._delay(failures))
         finally:
+            if stream is not None:
+                stream.stop(timeout=1.0)
             cache.close()
             self.client.close()
+
+    def _delay(self, failures: int) -> float:
+        """Seconds to the next round unless woken: back off while failing; poll rarely while the stream is up."""
+        if failures:
+            return min(60.0, 2 ** min(failures, 6)) * random.uniform(0.5, 1)
+        return max(self.poll_interval, self.live_poll_interval) if self._live_up else self.poll_interval
+
+    # --- the live stream (its callbacks run in the stream's thread) -------------------------------
+
+    def _start_stream(self) -> LiveStream | None:
+        if not self.live or self._stop.is_set():
+            return None
+        self._stream = LiveStream(
+            self.client.live_http, on_poke=self._on_poke, on_state=self._on_live_state,
+            on_event=lambda kind, data: self.on_live(kind, data), presence=self.presence,
+            backoff_base=self.live_backoff[0], backoff_cap=self.live_backoff[1],
+        )
+        self._stream.start()
+        return self._stream
+
+    def _on_poke(self, seq: int) -> None:
+        if seq > max(self._pulled_seq, self._poked_seq):
+            self._poked_seq = seq
+
+    def _on_live_state(self, up: bool) -> None:
+        # Up: pull once (pokes sent while the stream was down are gone) and report `live`. Down: fall back to
+        # the poll interval now rather than at the end of the long live-mode wait.
+        self._live_up = up
+        self._wake.set()
 
     def sync_once(self, cache: Cache) -> None:
         changed = False
         if not self._identity_checked:  # the desk may have opened from the cache alone
             cache.set_identity(self.client.me())
             self._identity_checked = True
+        poked = self._poked_seq  # read before pulling: the pull then brings everything up to it
         if cache.state("bootstrapped") != "1":
             self.bootstrap(cache)
             self._report(cache, online=True, changed=True)  # paint the loaded cache before pushing and pulling
@@ -108,6 +156,7 @@ class SyncEngine:
             cache.reset_mirror()
             self.bootstrap(cache)
             changed = True
+        self._pulled_seq = max(self._pulled_seq, poked)
         self._report(cache, online=True, changed=changed, last_sync=utcnow())
 
     def bootstrap(self, cache: Cache) -> None:
@@ -161,6 +210,8 @@ class SyncEngine:
             bootstrapping=changes.get("bootstrapping"),  # type: ignore[arg-type]
             error=changes.get("error"),  # type: ignore[arg-type]
             notices=cache.take_notices(),
+            live=self._live_up,
+            presence=self.presence,
         )
         self.status = status
         self.on_status(status)

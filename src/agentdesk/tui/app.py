@@ -186,6 +186,12 @@ class AgentDesk(App[None]):
         s = self.sync_status
         state = ("● online", "green") if s.online else ("○ offline", "red")
         parts: list[tuple[str, str] | Text] = [("agentdesk", "bold"), ("  ", ""), safe_text(self.me.agent_name, "bold"), ("  ", ""), state]
+        if s.online and s.live:
+            parts.append(("  · live", "green"))
+            if self.open_row is not None:  # read afresh at each paint: the stream updates it between reports
+                viewers, typists = s.presence.here(self.open_row.id, self.me.agent_id)
+                if typists or viewers:
+                    parts.append((f"  · {len(typists)} typing" if typists else f"  · {len(viewers)} viewing", "cyan"))
         parts.append((f"  · {s.outbox} queued", "yellow" if s.outbox else "dim"))
         if s.bootstrapping:
             parts.append((f"  · loading {s.bootstrapping}", "cyan"))

@@ -1,0 +1,52 @@
+"""Channel adapters: the real protocols traffic arrives and leaves by.
+
+Inbound, every adapter turns what it receives into an `inbound.Inbound` and calls `inbound.ingest`, the one
+path of the integration API too (identity, threading, routing, SLA). Outbound, an adapter is a
+`delivery.Sender` the server outbox hands replies to. This module says which adapters the configuration
+switches on: their HTTP routes, their senders, and their listeners (started and stopped with the app).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from agentdesk.config import Settings
+    from agentdesk.server.delivery import Sender
+    from agentdesk.server.events import Hub
+
+
+@dataclass(frozen=True)
+class ChannelContext:
+    """What a listener needs: the database, the whole configuration, and the live-event hub."""
+
+    engine: sa.Engine
+    settings: Settings
+    hub: Hub
+
+
+Stop = Callable[[], Awaitable[None]]
+
+
+def routers(settings: Settings) -> list[APIRouter]:
+    """The HTTP routes of the enabled channels (webhooks, the chat widget)."""
+    found: list[APIRouter] = []
+    return found
+
+
+def senders(settings: Settings) -> dict[str, Sender]:
+    """Channel -> the sender for replies on it, for each channel configured to send."""
+    found: dict[str, Sender] = {}
+    return found
+
+
+async def start_listeners(context: ChannelContext) -> list[Stop]:
+    """Start the enabled channels' own servers and pollers (SMTP, IMAP); returns how to stop each."""
+    stops: list[Stop] = []
+    return stops

@@ -1,0 +1,279 @@
+"""The engine on the live stream (DESIGN §5 "Live"), against real servers on loopback ports.
+
+Engines here poll every 30 s or more while the stream is up, so anything that reaches their cache within a
+few seconds came through a poke (or, where a test says so, through the fallback poll).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from fastapi import FastAPI
+
+from agentdesk.server.admin import add_agent
+from agentdesk.server.app import create_app
+from agentdesk.server.auth import issue_integration_token, issue_token
+from agentdesk.server.db import session
+from agentdesk.server.events import Hub
+from agentdesk.server.run import bind
+from agentdesk.store.cache import Cache
+from agentdesk.sync.client import SyncClient
+from agentdesk.sync.engine import SyncEngine
+from agentdesk.sync.live import backoff
+from conftest import World, build_world
+
+ARRIVES = 5.0  # seconds: how long a live change may take (the poll would take 30 s or more)
+
+
+# --- helpers ------------------------------------------------------------------------------------------------
+
+
+class SwitchableHub(Hub):
+    """The real hub, which a test can make refuse streams (503) and drop the open ones, then allow again."""
+
+    refuse = False
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await super().start()
+
+    @property
+    def running(self) -> bool:
+        return super().running and not self.refuse
+
+    def drop_streams(self) -> None:
+        self.refuse = True
+        self.loop.call_soon_threadsafe(self.close_streams)
+
+    def allow_streams(self) -> None:
+        self.loop.call_soon_threadsafe(setattr, self, "closing", False)
+        self.refuse = False
+
+
+@dataclass
+class Served:
+    url: str
+    port: int
+    app: FastAPI
+    server: uvicorn.Server
+    thread: threading.Thread
+
+    @property
+    def hub(self) -> Hub:
+        return self.app.state.hub
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        assert not self.thread.is_alive(), "the server did not stop (a stream kept it open?)"
+
+
+def serve(engine: sa.Engine, port: int = 0, hub: Hub | None = None) -> Served:
+    """conftest.start_uvicorn, but on a chosen port (a restart reuses the first one's)."""
+    app = create_app(engine, hub=hub)
+    sock = bind("127.0.0.1", port)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, 10, "the server did not start")
+    port = sock.getsockname()[1]
+    return Served(f"http://127.0.0.1:{port}", port, app, server, thread)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> float:
+    """Poll `predicate` until true; returns the seconds it took, fails after `timeout`."""
+    start = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - start < timeout, f"{what} (after {timeout} s)"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+def world(db_engine: sa.Engine) -> World:
+    return build_world(db_engine)
+
+
+@pytest.fixture
+def served(db_engine: sa.Engine, world: World) -> Iterator[Served]:
+    live = serve(db_engine, hub=SwitchableHub(db_engine))
+    yield live
+    if live.thread.is_alive():
+        live.stop()
+
+
+@pytest.fixture
+def crm_token(db_engine: sa.Engine, world: World) -> str:
+    with session(db_engine) as db:
+        token = issue_integration_token(db, "crm")
+        db.commit()
+    return token
+
+
+def post_inbound(url: str, token: str, text: str) -> str:
+    """An SMS from María (Billing, so Alice sees it) through the integration API; its interaction id."""
+    body = {"channel": "sms", "address": "+14155550000", "text": text, "external_id": uuid.uuid4().hex}
+    response = httpx.post(f"{url}/api/v1/interactions/inbound", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 201, response.text
+    return response.json()["interaction_id"]
+
+
+def in_cache(engine: SyncEngine, interaction_id: str) -> bool:
+    db = sqlite3.connect(f"file:{engine.cache_path}?mode=ro", uri=True, timeout=5)
+    try:
+        return db.execute("SELECT 1 FROM interactions WHERE id = ?", (interaction_id,)).fetchone() is not None
+    except sqlite3.OperationalError:
+        return False  # the cache's schema is not there yet
+    finally:
+        db.close()
+
+
+def desk_engine(url: str, world: World, tmp_path, email: str = "alice@example.com", **options) -> SyncEngine:
+    client = SyncClient(url, world.tokens[email], timeout=5)
+    cache = Cache(tmp_path / f"{email}.sqlite3")
+    cache.set_identity(client.me())
+    cache.close()
+    engine = SyncEngine(cache.path, client, **{"poll_interval": 30.0, "live_poll_interval": 60.0, **options})
+    engine.live_backoff = (0.1, 1.0)  # reconnect within a second of the server coming back
+    return engine
+
+
+def settled(engine: SyncEngine) -> bool:
+    """Live, and every poke so far has been followed by a finished pull (nothing pending that could carry
+    the next change into the cache without a new poke)."""
+    return engine.status.live and engine._poked_seq >= 0 and engine._pulled_seq >= engine._poked_seq
+
+
+@pytest.fixture
+def running() -> Iterator[list[SyncEngine]]:
+    engines: list[SyncEngine] = []
+    yield engines
+    for engine in engines:
+        engine.stop(timeout=5)
+
+
+# --- tests --------------------------------------------------------------------------------------------------
+
+
+def test_an_inbound_message_reaches_a_running_desk_long_before_its_poll(served, world, crm_token, tmp_path, running):
+    engine = desk_engine(served.url, world, tmp_path)
+    running.append(engine)
+    engine.start()
+    wait_for(lambda: settled(engine), 10, "the engine never went live")
+    first = engine.status.last_sync
+    interaction = post_inbound(served.url, crm_token, "Is my refund through?")
+    took = wait_for(lambda: in_cache(engine, interaction), ARRIVES, "the inbound message never reached the cache")
+    assert took < ARRIVES
+    assert engine.status.live and engine.status.last_sync > first
+    assert engine._stream.connects == 1  # one stream all along: no reconnect explains the pull
+
+
+def test_presence_and_typing_of_a_teammate_reach_the_desk(served, world, db_engine, tmp_path, running):
+    with session(db_engine) as db:
+        carol = add_agent(db, "Carol Diaz", "carol@example.com", "Billing")
+        carol_token = issue_token(db, carol)
+        db.commit()
+    engine = desk_engine(served.url, world, tmp_path)
+    heard: list[str] = []
+    engine.on_live = lambda kind, data: heard.append(kind)
+    running.append(engine)
+    engine.start()
+    wait_for(lambda: settled(engine), 10, "the engine never went live")
+    maria = world.conversations["maria-sms"]
+    carol_http = httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {carol_token}"})
+    assert carol_http.post("/api/v1/presence", json={"status": "available", "viewing": maria}).status_code == 200
+    assert carol_http.post("/api/v1/typing", json={"conversation_id": maria}).status_code == 204
+    wait_for(lambda: engine.presence.here(maria, world.agents["alice@example.com"]) == ([carol.id], [carol.id]),
+             ARRIVES, "Carol's presence and typing never reached Alice's engine")
+    assert engine.status.presence.status(carol.id) == "available"
+    assert "typing" in heard and "presence" in heard
+    carol_http.close()
+
+
+def test_a_dropped_stream_falls_back_to_polling_then_reconnects(served, world, crm_token, tmp_path, running):
+    engine = desk_engine(served.url, world, tmp_path, poll_interval=0.3)
+    running.append(engine)
+    engine.start()
+    wait_for(lambda: settled(engine), 10, "the engine never went live")
+    served.hub.drop_streams()  # the server stays up for sync; its live stream refuses (503)
+    wait_for(lambda: not engine.status.live, ARRIVES, "the engine never noticed the stream drop")
+    polled = post_inbound(served.url, crm_token, "Anyone there?")
+    wait_for(lambda: in_cache(engine, polled), ARRIVES, "no fallback poll while the stream was down")
+    assert not engine._stream.up and engine._stream.connects == 1
+    engine.poll_interval = 30.0  # from here only the stream can bring changes quickly
+    served.hub.allow_streams()
+    wait_for(lambda: settled(engine) and engine._stream.connects == 2, 10, "the engine never reconnected")
+    live = post_inbound(served.url, crm_token, "Back again")
+    wait_for(lambda: in_cache(engine, live), ARRIVES, "the reconnected stream did not bring the message")
+
+
+def test_a_restarted_server_on_the_same_port_is_rejoined(db_engine, world, crm_token, tmp_path, running):
+    first = serve(db_engine)
+    engine = desk_engine(first.url, world, tmp_path)
+    running.append(engine)
+    engine.start()
+    wait_for(lambda: settled(engine), 10, "the engine never went live")
+    first.stop()  # also proves the open stream does not keep the server from stopping
+    wait_for(lambda: not engine.status.live, ARRIVES, "the engine never noticed the server going away")
+    resume_from = engine._stream.last_seq
+    second = serve(db_engine, port=first.port)
+    try:
+        wait_for(lambda: settled(engine), 10, "the engine never reconnected to the restarted server")
+        assert resume_from is not None and engine._stream.connects == 2
+        interaction = post_inbound(second.url, crm_token, "After the restart")
+        wait_for(lambda: in_cache(engine, interaction), ARRIVES, "the new stream did not bring the message")
+        assert engine.status.online and engine.status.error is None
+    finally:
+        engine.stop(timeout=5)
+        second.stop()
+
+
+def test_stop_closes_the_stream_at_once(served, world, tmp_path):
+    engine = desk_engine(served.url, world, tmp_path)
+    engine.start()
+    wait_for(lambda: settled(engine) and served.hub.subscriber_count == 1, 10, "the engine never went live")
+    stream = engine._stream
+    started = time.monotonic()
+    engine.stop(timeout=5)
+    took = time.monotonic() - started
+    assert took < 1.0, f"stop took {took:.2f} s"  # the heartbeat is 15 s: a read left blocked would show
+    assert not engine._thread.is_alive() and not stream.alive
+    wait_for(lambda: served.hub.subscriber_count == 0, 5, "the server still holds the stream")
+
+
+async def test_quitting_the_desk_ends_sync_and_stream_within_a_second(served, world, tmp_path):
+    from textual.widgets import Static
+
+    from agentdesk.config import Settings
+    from agentdesk.desk import build_desk
+
+    app = build_desk(Settings(), served.url, world.tokens["alice@example.com"], tmp_path)
+    async with app.run_test(size=(160, 45)) as pilot:
+        deadline = time.monotonic() + 10
+        while not (app.sync_status.live and "live" in str(app.query_one("#status", Static).content)):
+            assert time.monotonic() < deadline, "the status bar never said live"
+            await pilot.pause(0.05)
+        stream = app.engine._stream
+        started = time.monotonic()
+        await pilot.press("q")
+    took = time.monotonic() - started
+    assert took < 1.5, f"quitting took {took:.2f} s"
+    assert not app.engine._thread.is_alive() and not stream.alive
+
+
+def test_reconnect_delays_double_with_jitter_up_to_the_cap():
+    for failures in range(1, 12):
+        ceiling = min(30.0, 0.5 * 2 ** (failures - 1))
+        delays = [backoff(failures) for _ in range(50)]
+        assert all(ceiling / 2 <= d <= ceiling for d in delays)
+        assert len(set(delays)) > 1  # jittered: desks do not all come back in the same instant
