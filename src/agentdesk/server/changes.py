@@ -57,14 +57,16 @@ def _queue_for_sqlite_writes(session: Session, transaction: object, database: st
     handler, they would poll with sleeps of up to 100 ms each and pile up under load."""
     turn = _sqlite_writers[database]
     turn.acquire()
+    session.info["sqlite_turn"] = (transaction, turn)
+    if not sa.event.contains(session, "after_transaction_end", _end_sqlite_turn):  # once per session, not per write
+        sa.event.listen(session, "after_transaction_end", _end_sqlite_turn)
 
-    held = [turn]
 
-    def release(_session: Session, ended: object) -> None:
-        if ended is transaction and held:
-            held.pop().release()
-
-    sa.event.listen(session, "after_transaction_end", release)
+def _end_sqlite_turn(session: Session, ended: object) -> None:
+    held = session.info.get("sqlite_turn")
+    if held is not None and held[0] is ended:
+        del session.info["sqlite_turn"]
+        held[1].release()
 
 
 def _scope(obj: SQLModel, session: Session) -> dict[str, str | None]:

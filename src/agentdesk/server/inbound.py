@@ -65,7 +65,8 @@ def ingest(session: Session, item: Inbound, *, default_region: str = "US", attem
         raise InboundError(str(exc)) from None
     for attempt in range(attempts):
         try:
-            result = _ingest(session, item, kind, address, default_region)
+            with session.no_autoflush:  # its reads never need its own pending rows: one flush, at commit
+                result = _ingest(session, item, kind, address, default_region)
             session.commit()
             return result
         except (IntegrityError, OperationalError):
