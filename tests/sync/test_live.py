@@ -45,7 +45,12 @@ class SwitchableHub(Hub):
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.resumes: list[int | None] = []  # per stream: the seq the client resumed from
         await super().start()
+
+    def stream(self, agent_id, teams, resume):  # noqa: ANN001, ANN201
+        self.resumes.append(resume)
+        return super().stream(agent_id, teams, resume)
 
     @property
     def running(self) -> bool:
@@ -151,7 +156,7 @@ def desk_engine(url: str, world: World, tmp_path, email: str = "alice@example.co
 def settled(engine: SyncEngine) -> bool:
     """Live, and every poke so far has been followed by a finished pull (nothing pending that could carry
     the next change into the cache without a new poke)."""
-    return engine.status.live and engine._poked_seq >= 0 and engine._pulled_seq >= engine._poked_seq
+    return engine.status.live and engine.caught_up
 
 
 @pytest.fixture
@@ -205,6 +210,7 @@ def test_a_dropped_stream_falls_back_to_polling_then_reconnects(served, world, c
     running.append(engine)
     engine.start()
     wait_for(lambda: settled(engine), 10, "the engine never went live")
+    heard_up_to = engine._stream.last_seq
     served.hub.drop_streams()  # the server stays up for sync; its live stream refuses (503)
     wait_for(lambda: not engine.status.live, ARRIVES, "the engine never noticed the stream drop")
     polled = post_inbound(served.url, crm_token, "Anyone there?")
@@ -213,6 +219,7 @@ def test_a_dropped_stream_falls_back_to_polling_then_reconnects(served, world, c
     engine.poll_interval = 30.0  # from here only the stream can bring changes quickly
     served.hub.allow_streams()
     wait_for(lambda: settled(engine) and engine._stream.connects == 2, 10, "the engine never reconnected")
+    assert served.hub.resumes == [None, heard_up_to]  # Last-Event-ID: the last poke heard before the drop
     live = post_inbound(served.url, crm_token, "Back again")
     wait_for(lambda: in_cache(engine, live), ARRIVES, "the reconnected stream did not bring the message")
 
@@ -226,10 +233,10 @@ def test_a_restarted_server_on_the_same_port_is_rejoined(db_engine, world, crm_t
     first.stop()  # also proves the open stream does not keep the server from stopping
     wait_for(lambda: not engine.status.live, ARRIVES, "the engine never noticed the server going away")
     resume_from = engine._stream.last_seq
-    second = serve(db_engine, port=first.port)
+    second = serve(db_engine, port=first.port, hub=SwitchableHub(db_engine))
     try:
         wait_for(lambda: settled(engine), 10, "the engine never reconnected to the restarted server")
-        assert resume_from is not None and engine._stream.connects == 2
+        assert resume_from is not None and second.hub.resumes == [resume_from]  # Last-Event-ID
         interaction = post_inbound(second.url, crm_token, "After the restart")
         wait_for(lambda: in_cache(engine, interaction), ARRIVES, "the new stream did not bring the message")
         assert engine.status.online and engine.status.error is None

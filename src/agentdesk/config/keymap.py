@@ -38,6 +38,9 @@ DEFAULT_KEYMAP: tuple[KeySpec, ...] = (
     KeySpec("conversation.priority", "p", "priority", "Priority", show=False, help="Set the priority: low, normal, high or urgent"),
     KeySpec("conversation.tag", "t", "tag", "Tag", show=False, help="Add a tag (or remove one: -tag)"),
     KeySpec("conversation.transfer", "T", "transfer", "Transfer", show=False, help="Hand the conversation to another team or agent"),
+    KeySpec("conversation.callback", "c", "callback", "Call back", show=False, help="Have the phone system call the customer back"),
+    KeySpec("conversation.disposition", "d", "disposition", "Disposition", show=False, help="Record how the latest call ended"),
+    KeySpec("reply.retry", "R", "retry_reply", "Retry", show=False, help="Send the latest failed reply again"),
 )
 
 BINDING_IDS: frozenset[str] = frozenset(spec.id for spec in DEFAULT_KEYMAP)

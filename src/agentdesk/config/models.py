@@ -463,12 +463,21 @@ class TwilioChannelConfig(_Section):
     request_timeout: PositiveFloat = 15.0
 
 
+def _origin(value: str) -> str:
+    """A web origin: scheme and host (and port), nothing after; it goes into the chat page's CSP header."""
+    origin = _http_url(value)  # a trailing "/" is dropped
+    parts = urlsplit(origin)
+    if any(ch.isspace() for ch in value) or parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ValueError(f'expected an origin like "https://www.example.com" (no path), got {show_value(value)}')
+    return origin
+
+
 class ChatChannelConfig(_Section):
     """``[channels.chat]``: the web chat widget served at /chat."""
 
     enabled: bool = True
     title: str = "Chat with us"  # heading of the chat widget
-    allowed_origins: list[str] = Field(default_factory=list)  # pages that may open the chat websocket; [] = same origin only
+    allowed_origins: list[Annotated[str, AfterValidator(_origin)]] = Field(default_factory=list)  # pages that may open the chat websocket; [] = same origin only
 
 
 class ChannelsConfig(_Section):

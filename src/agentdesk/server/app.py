@@ -42,7 +42,8 @@ def create_app(engine: sa.Engine, *, hub: Hub | None = None, settings: Settings 
             asyncio.create_task(run_jobs(engine, _jobs_config(settings)), name="agentdesk-jobs"),
             asyncio.create_task(delivery.run_forever(engine, channels.senders(config)), name="agentdesk-delivery"),
         ]
-        stops = await channels.start_listeners(channels.ChannelContext(engine, config, hub))
+        _app.state.channels = channels.ChannelContext(engine, config, hub)  # .listening: the ports listeners bound
+        stops = await channels.start_listeners(_app.state.channels)
         try:
             yield
         finally:

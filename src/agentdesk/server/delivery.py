@@ -60,6 +60,8 @@ class OutboundJob:
     in_reply_to: str | None = None  # email: the Message-ID this answers (the customer's latest)
     references: list[str] = field(default_factory=list)  # email: the thread's Message-IDs, oldest first
     provider_id: str | None = None  # set on a reconcile when the send had already reported one
+    queued_at: datetime | None = None  # when the reply was queued: nothing the provider got before it is this job
+    taken_ids: frozenset[str] = frozenset()  # on a reconcile: provider ids other deliveries to this address hold
 
 
 @dataclass(frozen=True)
@@ -194,7 +196,7 @@ def _claim(engine: sa.Engine, channels: set[str], now: datetime, limit: int) -> 
                         attempts=_D.attempts + (0 if reconcile else 1))
             ).rowcount == 1
             delivery = session.get(Delivery, delivery_id, populate_existing=True) if claimed else None
-            if delivery is not None and (job := _job(session, delivery, now)) is not None:
+            if delivery is not None and (job := _job(session, delivery, now, reconcile)) is not None:
                 jobs.append((job, reconcile))
                 if not reconcile:
                     _set_status(session, delivery, "sending")  # the timeline shows it leaving
@@ -202,7 +204,7 @@ def _claim(engine: sa.Engine, channels: set[str], now: datetime, limit: int) -> 
         return jobs
 
 
-def _job(session: Session, delivery: Delivery, now: datetime) -> OutboundJob | None:
+def _job(session: Session, delivery: Delivery, now: datetime, reconcile: bool = False) -> OutboundJob | None:
     interaction = session.get(Interaction, delivery.interaction_id)
     if interaction is None:
         return None
@@ -226,7 +228,20 @@ def _job(session: Session, delivery: Delivery, now: datetime) -> OutboundJob | N
         channel=delivery.channel, to_address=delivery.to_address, text=interaction.text, subject=subject,
         agent_name=agent.name if agent else "", attempts=delivery.attempts, claimed_at=now,
         in_reply_to=in_reply_to, references=references, provider_id=delivery.provider_id,
+        queued_at=delivery.created_at, taken_ids=_taken_ids(session, delivery) if reconcile else frozenset(),
     )
+
+
+def _taken_ids(session: Session, delivery: Delivery) -> frozenset[str]:
+    """Provider ids of other deliveries to the same address since this one was queued: a reconcile that
+    finds two identical messages must not take the one another delivery already owns."""
+    return frozenset(session.exec(
+        select(Delivery.provider_id).where(
+            Delivery.channel == delivery.channel, Delivery.to_address == delivery.to_address, Delivery.id != delivery.id,
+            Delivery.provider_id.is_not(None),  # type: ignore[union-attr]
+            Delivery.updated_at >= delivery.created_at - timedelta(hours=1),  # clocks differ: a wide margin
+        )
+    ).all())
 
 
 def _backoff(attempts: int) -> timedelta:

@@ -76,6 +76,7 @@ REJECTED = {
     "reply": "Not sent", "note": "Note not saved", "assign": "Not assigned", "unassign": "Not unassigned",
     "transfer": "Not transferred", "set_status": "Status not changed", "snooze": "Not snoozed",
     "set_priority": "Priority not changed", "tag": "Tag not added", "untag": "Tag not removed",
+    "retry_delivery": "Not sent again", "set_disposition": "Disposition not saved", "request_callback": "No callback",
 }  # fmt: skip
 
 
@@ -330,42 +331,69 @@ class Cache:
     def queue_interaction(
         self, me: Identity, conversation_id: str, channel: str, text: str, *, note: bool = False, subject: str | None = None
     ) -> str:
+        """A reply or an internal note: on the timeline now (queued), to the server on the next sync."""
+        args = {"channel": channel, "text": text} | ({"subject": subject} if subject else {})
+        kind = "note" if note else "reply"
+        return self._queue_new_interaction(me, conversation_id, kind, args, channel=channel, subject=subject, text=text)
+
+    def queue_callback(self, me: Identity, conversation_id: str, note: str = "") -> str:
+        """Ask the voice provider to call the customer back: an outbound call on the timeline, queued."""
+        return self._queue_new_interaction(
+            me, conversation_id, "request_callback", {"note": note}, channel="phone", text=note or "Callback",
+            meta={"call": "callback", "call_direction": "outbound"},
+        )
+
+    def _queue_new_interaction(
+        self, me: Identity, conversation_id: str, kind: str, args: dict[str, Any], *, channel: str, text: str,
+        subject: str | None = None, meta: dict[str, Any] | None = None,
+    ) -> str:
+        """A new interaction created by `kind` (reply, note, request_callback): its row now, its mutation queued."""
         conversation = self.conversation(conversation_id)
         if conversation is None:
             raise LookupError(f"No conversation {conversation_id} in the cache.")
         interaction_id = uuid.uuid4().hex
-        now = to_iso(utcnow())
-        args = {"conversation_id": conversation_id, "interaction_id": interaction_id, "channel": channel, "text": text}
-        if subject:
-            args["subject"] = subject
+        direction = "note" if kind == "note" else "outbound"
         with self.write() as db:
             db.execute(
                 "INSERT INTO interactions (id, conversation_id, customer_id, channel, direction, author_id, text,"
-                " subject, meta, delivery_status, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '{}', ?, ?)",
+                " subject, meta, delivery_status, occurred_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    interaction_id, conversation_id, conversation["customer_id"], channel,
-                    "note" if note else "outbound", me.agent_id, text, subject, None if note else "queued", now,
+                    interaction_id, conversation_id, conversation["customer_id"], channel, direction, me.agent_id, text,
+                    subject, json.dumps(meta or {}), None if kind == "note" else "queued", to_iso(utcnow()),
                 ),
             )
             undo = {"table": "interactions", "id": interaction_id, "before": None}  # a new row: delete it
-            self._queue_mutation(db, "note" if note else "reply", args, undo)
-            db.execute("DELETE FROM drafts WHERE conversation_id = ? AND channel = ?", (conversation_id, channel))
+            self._queue_mutation(db, kind, {"conversation_id": conversation_id, "interaction_id": interaction_id, **args}, undo)
+            if kind in ("reply", "note"):  # what the agent typed has left: its draft goes in the same transaction
+                db.execute("DELETE FROM drafts WHERE conversation_id = ? AND channel = ?", (conversation_id, channel))
         return interaction_id
 
     def queue_conversation_change(self, conversation_id: str, kind: str, args: dict[str, Any], changes: dict[str, Any]) -> str:
         """Any action on a conversation (assign, set_status, snooze, tag…): `changes` to its row now, and the
         `kind` mutation with `args` to the server; the columns' previous values go with it, for a rejection."""
-        if unknown := set(changes) - set(MIRROR_TABLES["conversations"]) - {"id"}:
-            raise ValueError(f"not conversation columns: {', '.join(sorted(unknown))}")
+        return self.queue_row_change("conversations", conversation_id, kind, {"conversation_id": conversation_id, **args}, changes)
+
+    def queue_row_change(self, table: str, row_id: str, kind: str, args: dict[str, Any], changes: dict[str, Any]) -> str:
+        """`changes` to a cached row now and the `kind` mutation to the server, undone if it is rejected."""
+        if unknown := set(changes) - set(MIRROR_TABLES[table]) - {"id"}:
+            raise ValueError(f"not {table[:-1]} columns: {', '.join(sorted(unknown))}")
         after = {column: json.dumps(v) if isinstance(v, (list, dict)) else v for column, v in changes.items()}
         with self.write() as db:
-            before = self.conversation(conversation_id)
+            before = db.execute(f"SELECT {', '.join(['id', *after])} FROM {table} WHERE id = ?", (row_id,)).fetchone()
             if before is None:
-                raise LookupError(f"No conversation {conversation_id} in the cache.")
+                raise LookupError(f"No {table[:-1]} {row_id} in the cache.")
             assignments = ", ".join(f"{column} = ?" for column in after)
-            db.execute(f"UPDATE conversations SET {assignments} WHERE id = ?", [*after.values(), conversation_id])
-            undo = {"table": "conversations", "id": conversation_id, "before": {c: before[c] for c in after}, "after": after}
-            return self._queue_mutation(db, kind, {"conversation_id": conversation_id, **args}, undo)
+            db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", [*after.values(), row_id])
+            undo = {"table": table, "id": row_id, "before": dict(zip(after, before[1:], strict=True)), "after": after}
+            return self._queue_mutation(db, kind, args, undo)
+
+    def latest_interaction(self, conversation_id: str, where: str) -> dict[str, Any] | None:
+        """The newest interaction of a conversation matching a fixed SQL condition (callers pass constants)."""
+        cur = self.db.execute(
+            f"SELECT * FROM interactions WHERE conversation_id = ? AND {where} ORDER BY occurred_at DESC LIMIT 1", (conversation_id,)
+        )
+        row = cur.fetchone()
+        return dict(zip([d[0] for d in cur.description], row, strict=True)) if row else None
 
     def _queue_mutation(self, db: sqlite3.Connection, kind: str, args: dict[str, Any], undo: dict[str, Any]) -> str:
         """The outbox row of a local action, in the transaction of its optimistic change."""
@@ -409,7 +437,7 @@ class Cache:
             row = db.execute("SELECT kind, entity_id, undo FROM outbox WHERE mutation_id = ?", (mutation_id,)).fetchone()
             if row is None:
                 return
-            kind, entity_id, undo = row
+            kind, _entity_id, undo = row
             db.execute("DELETE FROM outbox WHERE mutation_id = ?", (mutation_id,))
             if status == "rejected":
                 if undo:
@@ -417,11 +445,6 @@ class Cache:
                 db.execute(
                     "INSERT INTO notices (text, created_at) VALUES (?, ?)",
                     (f"{REJECTED.get(kind, kind)}: {reason or 'the server refused it'}", to_iso(utcnow())),
-                )
-            else:
-                db.execute(
-                    "UPDATE interactions SET delivery_status = 'sent' WHERE id = ? AND delivery_status = 'queued'",
-                    (entity_id,),
                 )
 
     def take_notices(self) -> list[str]:

@@ -1,7 +1,9 @@
 """The client sync engine: bootstrap, push the outbox, pull changes — in a background thread.
 
 The desk never waits on it: the desk writes to the cache and calls `wake()`; the engine reports what it
-did through `on_status`, which the TUI turns into a repaint.
+did through `on_status`, which the TUI turns into a repaint. While it runs, a second thread listens to the
+server's live stream (sync/live.py): a poke wakes the engine to pull at once, so the timer poll is only a
+safety net while the stream is up, and the normal interval again while it is down.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class SyncEngine:
         self._thread: threading.Thread | None = None
         self._stream: LiveStream | None = None
         self._live_up = False
+        self._failing = False  # the last round failed: the engine is backing off, and pokes do not cut that short
         self._poked_seq = -1  # the newest seq the server poked about
         self._pulled_seq = -1  # a pull that began after that poke has finished: the cache has everything to here
         self._identity_checked = False
@@ -86,6 +89,11 @@ class SyncEngine:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    @property
+    def caught_up(self) -> bool:
+        """The live stream is up and a pull has finished since its latest poke (for tests and benches)."""
+        return self._live_up and self._poked_seq >= 0 and self._pulled_seq >= self._poked_seq
+
     def run(self) -> None:
         """Sync until stopped, backing off (with jitter) while the server is away."""
         cache = Cache(self.cache_path)
@@ -103,6 +111,7 @@ class SyncEngine:
                 except Exception as exc:  # noqa: BLE001 - a full disk or a bug must not end syncing silently
                     failures += 1
                     self._report(cache, online=False, error=f"sync failed: {type(exc).__name__}: {exc}")
+                self._failing = failures > 0
                 self._wake.wait(self._delay(failures))
         finally:
             if stream is not None:
@@ -132,6 +141,8 @@ class SyncEngine:
     def _on_poke(self, seq: int) -> None:
         if seq > max(self._pulled_seq, self._poked_seq):
             self._poked_seq = seq
+            if not self._failing:  # else a broken pull would be retried on every change, not at the backoff
+                self._wake.set()
 
     def _on_live_state(self, up: bool) -> None:
         # Up: pull once (pokes sent while the stream was down are gone) and report `live`. Down: fall back to

@@ -22,6 +22,8 @@ from typing import Any
 import httpx
 
 TYPING_FOR = 6.0  # seconds a typing event counts for (clients repeat it every few seconds while typing)
+STABLE_AFTER = 10.0  # a stream that lasted this long resets the backoff; a shorter one (a server closing
+# every stream as it shuts down) keeps backing off, so desks do not hammer it
 
 
 class Presence:
@@ -135,20 +137,21 @@ class LiveStream:
         failures = 0
         try:
             while not self._stop.is_set():
-                heard = False
+                heard, began = False, time.monotonic()
                 try:
                     heard = self._listen(http)
                 except Exception as exc:  # noqa: BLE001 - a dropped or refused stream is retried, whatever the cause
                     self.error = f"{type(exc).__name__}: {exc}"
                 finally:
                     self._set_up(False)
-                failures = 1 if heard else failures + 1  # a stream that worked reconnects at the shortest delay
+                stable = heard and time.monotonic() - began >= STABLE_AFTER
+                failures = 1 if stable else failures + 1  # a stream that worked reconnects at the shortest delay
                 self._stop.wait(backoff(failures, self.backoff_base, self.backoff_cap))
         finally:
             http.close()
 
     def _listen(self, http: httpx.Client) -> bool:
-        """One connection, until it ends; True when it was established (so a retry should be quick)."""
+        """One connection, until it ends; True when it was established."""
         from httpx_sse import connect_sse  # only the live thread needs it
 
         headers = {"Last-Event-ID": str(self.last_seq)} if self.last_seq is not None else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -24,7 +25,7 @@ from agentdesk.domain.clock import to_iso, utcnow
 from agentdesk.domain.text import clean, clean_line, safe_text
 from agentdesk.store.cache import Cache, Identity, QueueRow, TransferTarget
 from agentdesk.sync.engine import SyncEngine, SyncStatus
-from agentdesk.tui.choices import PRIORITIES, SNOOZE_HINT, parse_snooze, parse_tag, retagged, snooze_presets, tags_of
+from agentdesk.tui.choices import DISPOSITIONS, PRIORITIES, SNOOZE_HINT, parse_snooze, parse_tag, retagged, snooze_presets, tags_of
 from agentdesk.tui.render import CHANNEL_NAME, PRIORITY_STYLE, channel_label, conversation_facts, span, target_label
 from agentdesk.tui.screens.help import HelpScreen
 from agentdesk.tui.screens.pick import PickModal
@@ -301,6 +302,11 @@ class AgentDesk(App[None]):
         except (sqlite3.Error, OSError, LookupError) as exc:
             self.notify(f"Could not save the change: {exc}", severity="error", timeout=15, markup=False)
             return
+        self.after_local_change()
+
+    def after_local_change(self) -> None:
+        """Show a local action at once (the next frame) and let the sync engine carry it to the server."""
+        self.refresh_open_timeline()
         self.refresh_queue()
         self.refresh_header()
         self.refresh_status_counts()
@@ -362,6 +368,51 @@ class AgentDesk(App[None]):
         args = {"to_team_id": target.team_id} | ({"to_agent_id": target.agent_id} if target.agent_id else {})
         self.change_conversation("transfer", args, team_id=target.team_id, assignee_id=assignee)
 
+    # --- calls and deliveries: actions on one interaction of the open conversation ------------------------
+
+    def action_callback(self) -> None:
+        if self.open_state is None:
+            return
+        try:
+            self.cache.queue_callback(self.me, self.open_state["id"])
+        except (sqlite3.Error, OSError, LookupError) as exc:
+            self.notify(f"Could not queue the callback: {exc}", severity="error", timeout=15, markup=False)
+            return
+        self.notify("Callback requested: the phone system will call the customer.", markup=False)
+        self.after_local_change()
+
+    def action_disposition(self) -> None:
+        call = self.open_state and self.cache.latest_interaction(self.open_state["id"], "channel = 'phone' AND direction != 'note'")
+        if not call:
+            self.notify("This conversation has no call to record an outcome for.", severity="warning", markup=False)
+            return
+        choices = [(Text(d), d) for d in DISPOSITIONS]
+        self.push_screen(
+            PickModal("How did the call end?", choices, parse=lambda text: text.strip().lower() or None, placeholder="or type one"),
+            lambda disposition: self.set_disposition(call, disposition),
+        )
+
+    def set_disposition(self, call: dict[str, Any], disposition: str | None) -> None:
+        if disposition:
+            meta = {**json.loads(call["meta"] or "{}"), "disposition": disposition}
+            args = {"interaction_id": call["id"], "disposition": disposition}
+            self.change_interaction(call["id"], "set_disposition", args, meta=meta)
+
+    def action_retry_reply(self) -> None:
+        failed = self.open_state and self.cache.latest_interaction(self.open_state["id"], "direction = 'outbound' AND delivery_status = 'failed'")
+        if not failed:
+            self.notify("No failed reply in this conversation.", markup=False)
+            return
+        self.change_interaction(failed["id"], "retry_delivery", {"interaction_id": failed["id"]}, delivery_status="queued")
+
+    def change_interaction(self, interaction_id: str, kind: str, args: dict[str, Any], **changes: Any) -> None:
+        try:
+            self.cache.queue_row_change("interactions", interaction_id, kind, args, changes)
+        except (sqlite3.Error, OSError, LookupError) as exc:
+            self.notify(f"Could not save the change: {exc}", severity="error", timeout=15, markup=False)
+            return
+        self.after_local_change()
+
     def action_help(self) -> None:
         rows = []
         for spec in DEFAULT_KEYMAP:
@@ -373,7 +424,7 @@ class AgentDesk(App[None]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         state = self.open_state
-        if action in ("send_reply", "focus_reply", "priority", "tag", "transfer"):
+        if action in ("send_reply", "focus_reply", "priority", "tag", "transfer", "callback", "disposition", "retry_reply"):
             return state is not None
         if action == "assign_to_me":
             return state is not None and state["assignee_id"] != self.me.agent_id

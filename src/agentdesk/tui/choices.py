@@ -9,6 +9,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 PRIORITIES = ("low", "normal", "high", "urgent")
+DISPOSITIONS = ("resolved", "follow-up", "no answer", "voicemail", "callback requested", "wrong number", "escalated")
 
 _IN = re.compile(r"(?:in\s+)?(\d+(?:\.\d+)?)\s*(m|mins?|minutes?|h|hrs?|hours?|d|days?)?", re.IGNORECASE)
 _AT = "%Y-%m-%d %H:%M"

@@ -28,6 +28,14 @@ def duration(seconds: object) -> str:
         return "?"
 
 
+def own_words(item: TimelineItem) -> tuple[str, bool]:
+    """An email's text without the quoted history the server found (meta quote_at); True when folded."""
+    at = item.meta.get("quote_at") if item.channel == "email" and isinstance(item.meta, dict) else None
+    if isinstance(at, int) and not isinstance(at, bool) and 0 < at < len(item.text):
+        return item.text[:at].rstrip(), True
+    return item.text, False
+
+
 def item_blocks(item: TimelineItem, customer: str, local: datetime) -> list[RenderableType]:
     """One interaction: a heading line and an indented body; untrusted parts only through safe_text."""
     who = safe_text(item.author_name or "Agent", "bold") if item.direction != "inbound" else safe_text(customer, "bold cyan")
@@ -47,7 +55,10 @@ def item_blocks(item: TimelineItem, customer: str, local: datetime) -> list[Rend
         body.append(direction + Text.assemble((f" · {duration(meta.get('duration_s'))} · ", "magenta"), safe_text(meta.get("disposition", ""), "magenta", one_line=True, limit=40)))
     if item.subject:
         body.append(Text.assemble(("Subject: ", "dim"), safe_text(item.subject, "italic")))
-    body.append(safe_text(item.text, "italic yellow" if item.direction == "note" else ""))
+    text, folded = own_words(item)
+    body.append(safe_text(text, "italic yellow" if item.direction == "note" else ""))
+    if folded:
+        body.append(Text("… quoted text hidden", style="dim italic"))
     if item.channel == "phone" and item.meta.get("transcript"):
         body.append(safe_text(item.meta["transcript"], "dim italic"))
     return [head, Padding(Text("\n").join(body), (0, 1, 0, 7))]
