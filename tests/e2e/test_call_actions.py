@@ -60,6 +60,7 @@ async def test_a_failed_reply_is_shown_and_sent_again(live_server, tmp_path):
             delivery._set_status(db, row, "failed", error="The mail server refused the address: 550 no such user")
             db.commit()
         await wait_until(pilot, lambda: "✗ failed" in screen_text(app))  # pulled, and the timeline repainted
+        assert "Not delivered: The mail server refused the address: 550 no such user" in screen_text(app)
         await pilot.press("R")
         assert "◷ queued" in screen_text(app)
         await wait_until(pilot, lambda: app.cache.outbox_count() == 0)

@@ -480,3 +480,16 @@ async def test_a_disabled_chat_serves_nothing(db_engine):
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_session_ids_never_reach_the_server_log():
+    """uvicorn logs every websocket handshake with its query string; the session id in it is a secret."""
+    import logging
+
+    from agentdesk.server.channels.webchat import _HideSessionIds
+
+    secret = "0123456789abcdef0123456789abcdef"
+    record = logging.LogRecord("uvicorn.error", logging.INFO, "", 0, '%s - "WebSocket %s" %d',
+                               ("127.0.0.1:5000", f"/chat/ws?session={secret}&x=1", 101), None)
+    assert _HideSessionIds().filter(record)
+    assert secret not in record.getMessage() and "/chat/ws?session=…&x=1" in record.getMessage()

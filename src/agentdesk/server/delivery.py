@@ -38,7 +38,10 @@ from agentdesk.server.models import Agent, Conversation, Delivery, Identity, Int
 log = logging.getLogger("agentdesk.delivery")
 
 OUTBOUND_CHANNELS = ("email", "sms", "whatsapp")  # replies on these leave through a provider
-LEASE = timedelta(seconds=60)  # a `sending` row older than this is reconciled (its sender died or timed out)
+# A `sending` row whose lease is over is reconciled (its sender died or timed out). Longer than any sender's
+# whole attempt (the relay: a few SMTP commands of relay_timeout each; Twilio: request_timeout per request),
+# so a slow send is never reconciled by another process while it is still on its way.
+LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 8
 _RANK = {"pending": 0, "sending": 1, "sent": 2, "delivered": 3, "failed": 3}  # callbacks never move backwards
 
@@ -57,6 +60,7 @@ class OutboundJob:
     agent_name: str
     attempts: int
     claimed_at: datetime  # when this attempt began: a reconcile looks for what the provider got after it
+    lease_until: datetime | None = None  # the claim's token: only the attempt holding this lease may record an outcome
     in_reply_to: str | None = None  # email: the Message-ID this answers (the customer's latest)
     references: list[str] = field(default_factory=list)  # email: the thread's Message-IDs, oldest first
     provider_id: str | None = None  # set on a reconcile when the send had already reported one
@@ -196,10 +200,15 @@ def _claim(engine: sa.Engine, channels: set[str], now: datetime, limit: int) -> 
                         attempts=_D.attempts + (0 if reconcile else 1))
             ).rowcount == 1
             delivery = session.get(Delivery, delivery_id, populate_existing=True) if claimed else None
-            if delivery is not None and (job := _job(session, delivery, now, reconcile)) is not None:
-                jobs.append((job, reconcile))
-                if not reconcile:
-                    _set_status(session, delivery, "sending")  # the timeline shows it leaving
+            if delivery is None:
+                continue
+            job = _job(session, delivery, now, reconcile)
+            if job is None:
+                _set_status(session, delivery, "failed", error="The message to send no longer exists.")
+                continue
+            jobs.append((job, reconcile))
+            if not reconcile:
+                _set_status(session, delivery, "sending")  # the timeline shows it leaving
         session.commit()
         return jobs
 
@@ -226,7 +235,7 @@ def _job(session: Session, delivery: Delivery, now: datetime, reconcile: bool = 
     return OutboundJob(
         delivery_id=delivery.id, interaction_id=interaction.id, conversation_id=interaction.conversation_id,
         channel=delivery.channel, to_address=delivery.to_address, text=interaction.text, subject=subject,
-        agent_name=agent.name if agent else "", attempts=delivery.attempts, claimed_at=now,
+        agent_name=agent.name if agent else "", attempts=delivery.attempts, claimed_at=now, lease_until=now + LEASE,
         in_reply_to=in_reply_to, references=references, provider_id=delivery.provider_id,
         queued_at=delivery.created_at, taken_ids=_taken_ids(session, delivery) if reconcile else frozenset(),
     )
@@ -252,11 +261,11 @@ def _backoff(attempts: int) -> timedelta:
 
 def _settle(engine: sa.Engine, job: OutboundJob, status: str, *, error: str | None = None,
             provider_id: str | None = None, retry_in: timedelta | None = None) -> None:
-    """Record an attempt's outcome, if this attempt still owns the row (its lease was not taken over)."""
+    """Record an attempt's outcome, if this attempt still holds the row's lease (none took it over since)."""
     with open_session(engine) as session:
         begin_write(session)
         delivery = session.get(Delivery, job.delivery_id)
-        if delivery is None or delivery.status != "sending":
+        if delivery is None or delivery.status != "sending" or delivery.next_attempt_at != job.lease_until:
             session.rollback()
             return
         if retry_in is not None:
@@ -293,11 +302,14 @@ def attempt(engine: sa.Engine, sender: Sender, job: OutboundJob, reconcile: bool
 
 
 def run_once(engine: sa.Engine, senders: Mapping[str, Sender], limit: int = 20) -> int:
-    """Claim and work through what is due now; returns how many jobs were worked."""
-    jobs = _claim(engine, set(senders), utcnow(), limit) if senders else []
-    for job, reconcile in jobs:
-        attempt(engine, senders[job.channel], job, reconcile)
-    return len(jobs)
+    """Work through up to `limit` due jobs, claiming each just before it is worked, so its lease runs while
+    it is sent and not while others ahead of it are; returns how many were worked."""
+    worked = 0
+    while senders and worked < limit and (jobs := _claim(engine, set(senders), utcnow(), 1)):
+        for job, reconcile in jobs:
+            attempt(engine, senders[job.channel], job, reconcile)
+        worked += 1
+    return worked
 
 
 async def run_forever(engine: sa.Engine, senders: Mapping[str, Sender], interval: float = 0.5) -> None:

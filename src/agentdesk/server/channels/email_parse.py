@@ -60,6 +60,9 @@ class ParsedEmail:
     bounce: Bounce | None = None  # set for a delivery report about messages it names
 
 
+MAX_BODY_CHARS = 100_000  # as much as an agent's reply may have
+
+
 def parse_email(raw: bytes, *, envelope_from: str | None = None, now: datetime | None = None) -> ParsedEmail:
     """Parse one message. `envelope_from`: the SMTP MAIL FROM ("" = the null sender of bounces; None = unknown)."""
     try:
@@ -85,6 +88,8 @@ def _parse(raw: bytes, envelope_from: str | None, now: datetime | None) -> Parse
     address, name = _sender(msg, envelope_from)
     now = now or datetime.now(UTC)
     text, html_only = _body_text(msg)
+    full_length = len(text)
+    text = text[:MAX_BODY_CHARS]  # every desk of the team caches and shows it: a 25 MB body would stall them all
     subject = _one_line(header(msg, "Subject"))[:MAX_ID] or None
     message_id = _message_id(msg) or _stand_in_id(msg, address, text)
     auto = auto_reply_reason(msg, address, envelope_from)
@@ -98,6 +103,8 @@ def _parse(raw: bytes, envelope_from: str | None, now: datetime | None) -> Parse
         meta["reply_to"] = reply_to
     if html_only:
         meta["html_only"] = True
+    if full_length > MAX_BODY_CHARS:
+        meta["truncated_from"] = full_length
     if (at := quote_start(text)) is not None:
         meta["quote_at"] = at
     if auto:

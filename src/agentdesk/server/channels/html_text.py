@@ -15,6 +15,7 @@ _HIDDEN = {"script", "style", "head", "title", "template", "noscript", "svg", "o
 _PARAGRAPH = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "dl", "pre", "hr", "blockquote", "address", "figure"}
 _LINE = {"div", "tr", "li", "dt", "dd", "section", "article", "header", "footer", "main", "nav", "aside", "center", "form", "caption"}
 _VOID = {"br", "hr", "img", "input", "meta", "link", "area", "base", "col", "embed", "source", "track", "wbr"}
+_MAX_OPEN_LINKS = 8
 _SHOWN_SCHEMES = ("http://", "https://", "mailto:", "ftp://", "tel:")
 _SPACES = re.compile(r"[ \t\r\n\f\v\u00a0]+")  # collapsed outside <pre>; a no-break space counts too
 
@@ -28,12 +29,14 @@ class _Converter(HTMLParser):
         self.hidden = 0  # depth inside <script>, <style>, …
         self.quote = 0  # depth inside <blockquote>
         self.pre = 0
-        self.links: list[tuple[str | None, int]] = []  # (href, length of `self.anchor` when the link opened)
-        self.anchor: list[str] = []  # the text of the open links
+        self.links: list[tuple[str | None, int]] = []  # (href, pieces in `self.anchor` when the link opened)
+        self.anchor: list[str] = []  # the text pieces of the open links
 
     # -- structure
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":  # </head> is optional: the body ends a head left open
+            self.hidden = 0
         if tag in _HIDDEN:
             if tag not in _VOID:
                 self.hidden += 1
@@ -57,8 +60,8 @@ class _Converter(HTMLParser):
         elif tag == "hr":
             self._text("———")
             self._break(2)
-        elif tag == "a":
-            self.links.append((dict(attrs).get("href"), len("".join(self.anchor))))
+        elif tag == "a" and len(self.links) < _MAX_OPEN_LINKS:  # unclosed links nest: bounded, so work stays linear
+            self.links.append((dict(attrs).get("href"), len(self.anchor)))
         elif tag == "img":
             alt = (dict(attrs).get("alt") or "").strip()
             if alt:
@@ -123,7 +126,7 @@ class _Converter(HTMLParser):
 
     def _close_link(self) -> None:
         href, start = self.links.pop()
-        text = "".join(self.anchor)[start:].strip()
+        text = "".join(self.anchor[start:]).strip()
         if not self.links:
             self.anchor.clear()
         href = (href or "").strip()

@@ -146,6 +146,8 @@ class RelaySender:
                 raise _refused(code, said, f"The mail server refused the address {to_address}")
         except (OSError, smtplib.SMTPException) as exc:
             raise SendFailed(f"The mail relay dropped the connection before the message was sent: {_describe(exc)}", permanent=False) from None
+        except UnicodeEncodeError:  # smtplib speaks ASCII envelopes only (no SMTPUTF8)
+            raise SendFailed(f"The address {to_address} has non-ASCII characters, which our mail relay connection cannot send to.", permanent=True) from None
 
     def _data(self, relay: smtplib.SMTP, msg: EmailMessage) -> None:
         """DATA by hand (smtplib's public putcmd/getreply/send), to know the moment the message has left:

@@ -641,8 +641,29 @@ def _asset(name: str) -> str:
     return resources.files(__package__).joinpath(_STATIC, name).read_text(encoding="utf-8")
 
 
+class _HideSessionIds(logging.Filter):
+    """uvicorn logs each websocket handshake with its query string; the session id in it is a visitor's
+    secret (it reads and writes their chat), so it never reaches a log."""
+
+    _SESSION = re.compile(r"(session=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "session=" in message:
+            record.msg, record.args = self._SESSION.sub(r"\1…", message), ()
+        return True
+
+
+def _hide_session_ids() -> None:
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _HideSessionIds) for f in logger.filters):
+            logger.addFilter(_HideSessionIds())
+
+
 def router(settings: Settings) -> APIRouter:
     """The widget page, its script and style, and the websocket."""
+    _hide_session_ids()
     config = settings.channels.chat
     public_url = settings.server.public_url
     region = settings.identity.default_region

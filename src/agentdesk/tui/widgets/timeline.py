@@ -53,6 +53,8 @@ def item_blocks(item: TimelineItem, customer: str, local: datetime) -> list[Rend
         kind = str(meta.get("call_direction") or "") + " call"
         direction = safe_text(kind[:1].upper() + kind[1:], "magenta", one_line=True, limit=30)
         body.append(direction + Text.assemble((f" · {duration(meta.get('duration_s'))} · ", "magenta"), safe_text(meta.get("disposition", ""), "magenta", one_line=True, limit=40)))
+    if status == "failed" and item.meta.get("delivery_error"):  # the provider's reason; R sends it again
+        body.append(Text.assemble(("Not delivered: ", "bold red"), safe_text(str(item.meta["delivery_error"]), "red", limit=300)))
     if item.subject:
         body.append(Text.assemble(("Subject: ", "dim"), safe_text(item.subject, "italic")))
     text, folded = own_words(item)
