@@ -353,3 +353,11 @@ def test_an_unreachable_imap_server_is_logged_and_the_listener_keeps_working(db_
     with mail_desk(db_engine, imap_host="127.0.0.1", imap_port=free_port(), imap_poll_seconds=0.2) as running:
         assert smtp_send(running.smtp_port, corpus("01_alternative.eml"))[0] == 250
         wait_for(lambda: any("IMAP poll of 127.0.0.1 failed" in r.getMessage() for r in caplog.records), what="a logged poll")
+
+
+def test_html_without_a_closing_head_keeps_its_body_and_unclosed_links_stay_bounded():
+    from agentdesk.server.channels.html_text import html_to_text
+
+    assert html_to_text("<html><head><meta charset=utf-8><title>t</title><body><p>Hello there</p>") == "Hello there"
+    nested = '<a href="https://a.test">' * 50 + "deep" + "</a>" * 50  # links left open nest; only a few are tracked
+    assert html_to_text(nested).startswith("deep (https://a.test)")
