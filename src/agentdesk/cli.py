@@ -128,7 +128,14 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from agentdesk.demo.launcher import run_demo
 
     with _desk_errors():  # DemoError is a DeskError
-        run_demo(lambda: _settings(args), args.demo_dir, seed=args.seed)
+        run_demo(lambda: _settings(args), args.demo_dir, seed=args.seed, traffic=args.traffic,
+                 traffic_interval=args.traffic_interval)
+
+
+def _demo_interval(text: str) -> float:
+    from agentdesk.demo.server import interval  # the demo server checks it the same way
+
+    return interval(text)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -347,6 +354,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", dest="demo_dir", type=Path, metavar="DIR", help="where the demo keeps its files (default: <data dir>/demo)"
     )
     demo.add_argument("--seed", type=int, default=7, help="demo data seed (same seed, same day)")
+    demo.add_argument("--no-traffic", dest="traffic", action="store_false",
+                      help="no simulated customers writing, texting, calling and chatting while you work")
+    demo.add_argument("--traffic-interval", type=_demo_interval, metavar="SECONDS",
+                      help="average seconds between simulated customer events (default: 13)")
     demo.set_defaults(func=cmd_demo)
 
     login = commands.add_parser("login", parents=[config], help="check an API token with the server and keep it in the keyring")

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING
 from agentdesk.desk import DeskError
 
 if TYPE_CHECKING:
+    from textual.app import App
+
     from agentdesk.config import Settings
 
 STARTUP_TIMEOUT = 60.0
@@ -56,7 +59,32 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def run_demo(load_settings: Callable[[], Settings], data_dir: Path | None, seed: int = 7) -> None:
+def _server_command(data_dir: Path, seed: int, traffic: bool, traffic_interval: float | None) -> list[str]:
+    command = [sys.executable, "-m", "agentdesk.demo.server", "--data-dir", str(data_dir), "--seed", str(seed)]
+    if not traffic:
+        command.append("--no-traffic")
+    elif traffic_interval is not None:
+        command += ["--traffic-interval", str(traffic_interval)]
+    return command
+
+
+def _announce(app: App[None], port: int, traffic: bool) -> None:
+    """Once the desk runs, tell the agent where the chat widget is (from a thread: the app is not running yet)."""
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while not app.is_running:
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.05)
+    live = "Customers are getting in touch live (agentdesk demo --no-traffic turns it off). " if traffic else ""
+    try:
+        app.call_from_thread(app.notify, f"{live}Chat with yourself at http://127.0.0.1:{port}/chat",
+                             title="Demo", timeout=20, markup=False)
+    except RuntimeError:  # the desk closed meanwhile
+        pass
+
+
+def run_demo(load_settings: Callable[[], Settings], data_dir: Path | None, seed: int = 7, *, traffic: bool = True,
+             traffic_interval: float | None = None) -> None:
     """Settings are loaded once the server is on its way: its start-up is the long pole."""
     from agentdesk.paths import data_dir as default_data_dir
 
@@ -70,7 +98,7 @@ def run_demo(load_settings: Callable[[], Settings], data_dir: Path | None, seed:
     log_path = data_dir / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agentdesk.demo.server", "--data-dir", str(data_dir), "--seed", str(seed)],
+            _server_command(data_dir, seed, traffic, traffic_interval),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -80,9 +108,11 @@ def run_demo(load_settings: Callable[[], Settings], data_dir: Path | None, seed:
     try:
         settings = load_settings()
         import agentdesk.tui.app  # noqa: F401  (warm the heavy import while the server starts)
-        from agentdesk.desk import run_desk
+        from agentdesk.desk import build_desk
 
         port = _read_port(proc, log_path)
-        run_desk(settings, f"http://127.0.0.1:{port}", token, data_dir / "desk")
+        app = build_desk(settings, f"http://127.0.0.1:{port}", token, data_dir / "desk")
+        threading.Thread(target=_announce, args=(app, port, traffic), daemon=True, name="demo-announce").start()
+        app.run()
     finally:
         _stop(proc)

@@ -19,7 +19,10 @@ from agentdesk.server.models import (
 
 
 def seed_demo(engine: sa.Engine, data: DemoData, demo_token: str) -> None:
-    """Insert every demo row and a token for the demo agent, in one transaction."""
+    """Insert every demo row and a token for the demo agent, in one transaction.
+
+    A conversation's SLA due time is its running first-response target: so a new message on it keeps that
+    clock (server/sla.py recomputes the targets of a conversation that has none, from its start)."""
     agent_teams = [{"id": new_id(), **row} for row in data.agent_teams]
     token = {"id": new_id(), "agent_id": data.demo_agent_id, "token_hash": hash_token(demo_token)}
     with engine.begin() as conn:
@@ -29,9 +32,16 @@ def seed_demo(engine: sa.Engine, data: DemoData, demo_token: str) -> None:
             (AgentTeam, agent_teams),
             (Customer, data.customers),
             (Identity, data.identities),
-            (Conversation, data.conversations),
-            (Interaction, data.interactions),
+            (Conversation, [{**row, "first_response_due": row["sla_due"]} for row in data.conversations]),
+            (Interaction, [_with_external_id(row) for row in data.interactions]),
             (ApiToken, [token]),
         ):
             if rows:
                 conn.execute(model.__table__.insert(), rows)  # type: ignore[attr-defined]
+
+
+def _with_external_id(row: dict) -> dict:
+    """An email's Message-ID is its external id, as for mail the server takes in or sends: so a customer's
+    answer (In-Reply-To) threads into the seeded conversation it answers."""
+    meta = row.get("meta") or {}
+    return {**row, "external_id": meta.get("message_id") if row["channel"] == "email" else None}

@@ -120,15 +120,17 @@ class TwilioStandIn:
 
     # -- life ------------------------------------------------------------------------------------
 
-    def start(self) -> str:
+    def start(self, sock: Any = None) -> str:
+        """Serve on a free loopback port, or on `sock` (bound and listening: its URL can be handed out first)."""
         import socket
 
         import uvicorn
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, 0))
-        sock.listen(128)
+        if sock is None:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, 0))
+            sock.listen(128)
         self.url = f"http://{self.host}:{sock.getsockname()[1]}"
         config = uvicorn.Config(self.app(), log_level="warning", access_log=False, timeout_graceful_shutdown=1)
         self._server = uvicorn.Server(config)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 import threading
+from collections.abc import Callable
 
 import uvicorn
 from fastapi import FastAPI
@@ -22,12 +23,16 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(app: FastAPI, sock: socket.socket, *, exit_on_stdin_eof: bool = False, log_level: str = "info") -> None:
+def serve(app: FastAPI, sock: socket.socket, *, exit_on_stdin_eof: bool = False, log_level: str = "info",
+          on_stdin_eof: Callable[[], None] | None = None) -> None:
+    """`on_stdin_eof`: called first when stdin closes (the demo stops its traffic before the server goes)."""
     server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, access_log=False))
     if exit_on_stdin_eof:
         # A parent that owns us (the demo) holds our stdin open; when it exits, however it dies, we follow.
         def watch() -> None:
             sys.stdin.read()
+            if on_stdin_eof is not None:
+                on_stdin_eof()
             server.should_exit = True
 
         threading.Thread(target=watch, daemon=True, name="parent-watch").start()

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import itertools
 import logging
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterable, Mapping
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
     from agentdesk.config import Settings
     from agentdesk.config.models import TwilioChannelConfig
+    from agentdesk.server.channels.twilio_rest import TwilioRest
 
 log = logging.getLogger("agentdesk.twilio")
 
@@ -459,11 +461,22 @@ class TwilioSender:
     """Replies by SMS and WhatsApp, and callback calls, through Twilio's REST API (see twilio_rest.py)."""
 
     def __init__(self, config: TwilioChannelConfig, public_url: str) -> None:
-        from agentdesk.server.channels.twilio_rest import TwilioRest
-
         self.config = config
         self.public = public_url.rstrip("/")
-        self.rest = TwilioRest(config.account_sid, config.auth_token, config.api_base_url, config.request_timeout)
+        self._rest: TwilioRest | None = None
+        self._rest_lock = threading.Lock()
+
+    @property
+    def rest(self) -> TwilioRest:
+        """The REST client, made on first use: importing httpx and making its TLS context would add ~0.2 s to
+        every server start (the demo's included)."""
+        with self._rest_lock:
+            if self._rest is None:
+                from agentdesk.server.channels.twilio_rest import TwilioRest
+
+                config = self.config
+                self._rest = TwilioRest(config.account_sid, config.auth_token, config.api_base_url, config.request_timeout)
+            return self._rest
 
     def _numbers(self, job: OutboundJob) -> tuple[str, str]:
         """(To, From) as Twilio wants them: WhatsApp addresses carry the whatsapp: prefix."""
