@@ -216,10 +216,13 @@ class ServerProcess:
     """bench/_serve.py in a subprocess: the real app over `db`, or the bare floor app."""
 
     def __init__(self, db: Path | None = None, *, bare: bool = False, profile: str | None = None,
-                 tcp_nodelay: bool = False, pool_size: int | None = None, grace: float = 10.0) -> None:
+                 tcp_nodelay: bool = False, pool_size: int | None = None, grace: float = 10.0,
+                 config: Path | None = None) -> None:
         self.grace = grace
         cmd = [sys.executable, str(BENCH / "_serve.py")]
         cmd += ["--bare"] if bare else ["--db", str(db)]
+        if config:
+            cmd += ["--config", str(config)]
         if profile:
             cmd += ["--profile", profile]
         if tcp_nodelay:

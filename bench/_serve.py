@@ -1,6 +1,7 @@
 """Bench launcher: one uvicorn worker on a free loopback port, in its own process (the benches start it).
 
     python bench/_serve.py --db PATH            the real app: create_app(make_engine(sqlite:///PATH))
+    ... --config FILE.toml                      with these server settings (e.g. a channel switched on)
     python bench/_serve.py --bare               the floor: a raw ASGI app answering one fixed JSON body
     ... --profile OUT.pstats                    cProfile every thread (the sync endpoints run in anyio's
                                                 threadpool) and write the merged stats on exit
@@ -108,6 +109,7 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench-serve")
     parser.add_argument("--db", help="SQLite file of the server database (schema current, seeded)")
     parser.add_argument("--bare", action="store_true", help="serve the bare ASGI floor app instead")
+    parser.add_argument("--config", help="server settings file (TOML) for create_app(settings=...)")
     parser.add_argument("--profile", help="write cProfile stats of all threads here on exit")
     parser.add_argument("--tcp-nodelay", action="store_true", help="what-if: a proto=IPPROTO_TCP socket (TCP_NODELAY)")
     parser.add_argument("--pool-size", type=int, help="what-if: N pooled database connections, no overflow")
@@ -125,7 +127,12 @@ def main(argv: list[str]) -> None:
             engine = _engine_with_pool(args.db, args.pool_size)
         else:
             engine = make_engine(f"sqlite:///{args.db}")
-        app = create_app(engine)
+        settings = None
+        if args.config:
+            from agentdesk.config.loader import load_settings
+
+            settings = load_settings(args.config)
+        app = create_app(engine, settings=settings)
     profiles = _ThreadProfiles() if args.profile else None
     sock = _bind_tcp("127.0.0.1", 0) if args.tcp_nodelay else bind("127.0.0.1", 0)
     print(f"PORT {sock.getsockname()[1]}", flush=True)

@@ -56,11 +56,11 @@ def create_app(engine: sa.Engine, *, hub: Hub | None = None, settings: Settings 
     app = FastAPI(title="agentdesk", version="0.1.0", lifespan=lifespan)
     app.state.engine = engine
     app.state.hub = hub
+    app.include_router(inbound.router)  # first: a request is matched against routes in order (issue 6: the busiest)
     app.include_router(events.router)
     app.include_router(health.router)
     app.include_router(sync.router)
     app.include_router(admin_routes.router)
-    app.include_router(inbound.router)
     app.include_router(records.router)
     for router in channels.routers(config):
         app.include_router(router)

@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, SQLModel, select
 
+from agentdesk.domain.clock import utcnow
 from agentdesk.server.models import (
     Change,
     Conversation,
     Customer,
     Identity,
     Interaction,
-    MergeSuggestion,
 )
-from agentdesk.server.wire import ENTITY_OF, wire_row
+from agentdesk.server.wire import ENTITIES, ENTITY_OF, columns, wire_value
 
 _CHANGE_LOG_LOCK = 0x61646B  # "adk": the advisory lock key that orders change-log writers on PostgreSQL
 
@@ -69,32 +71,61 @@ def _end_sqlite_turn(session: Session, ended: object) -> None:
         held[1].release()
 
 
-def _scope(obj: SQLModel, session: Session) -> dict[str, str | None]:
-    if isinstance(obj, Conversation):
-        return {"team_id": obj.team_id, "conversation_id": obj.id}
-    if isinstance(obj, Interaction):
-        conversation = session.get(Conversation, obj.conversation_id)
-        return {"team_id": conversation.team_id if conversation else None, "conversation_id": obj.conversation_id}
-    if isinstance(obj, Customer):
-        return {"customer_id": obj.id}
-    if isinstance(obj, Identity):
-        return {"customer_id": obj.customer_id}
-    if isinstance(obj, MergeSuggestion):
-        return {"customer_id": obj.customer_id, "other_customer_id": obj.other_id}
+def scope(entity: str, row: Mapping[str, Any], conversation_team_id: str | None = None) -> dict[str, str | None]:
+    """Where a change to this row of `entity` may be seen (the rules in this module's docstring); an
+    interaction takes the team of its conversation, given as `conversation_team_id`."""
+    if entity == "conversations":
+        return {"team_id": row["team_id"], "conversation_id": row["id"]}
+    if entity == "interactions":
+        return {"team_id": conversation_team_id, "conversation_id": row["conversation_id"]}
+    if entity == "customers":
+        return {"customer_id": row["id"]}
+    if entity == "identities":
+        return {"customer_id": row["customer_id"]}
+    if entity == "merge_suggestions":
+        return {"customer_id": row["customer_id"], "other_customer_id": row["other_id"]}
     return {}
 
 
+_COLUMNS = {entity: columns(entity) for entity in ENTITIES}
+_NO_SCOPE = dict.fromkeys(("team_id", "customer_id", "agent_id", "conversation_id", "other_customer_id"))
+_INSERT_CHANGE = Change.__table__.insert()  # type: ignore[attr-defined]
+
+
+def upsert_change(entity: str, row: Mapping[str, Any], conversation_team_id: str | None = None) -> dict[str, Any]:
+    """The change-log row recording an upsert of `row` (all of `entity`'s columns, as Python values)."""
+    data = {name: wire_value(row[name]) for name in _COLUMNS[entity]}
+    return {"entity": entity, "entity_id": row["id"], "op": "upsert", "data": data, "created_at": utcnow(),
+            **_NO_SCOPE, **scope(entity, row, conversation_team_id)}
+
+
+def insert_changes(connection: sa.Connection, changes: list[dict[str, Any]]) -> None:
+    """Write change-log rows made by `upsert_change`, in order, in the caller's writing transaction (begin_write)."""
+    if changes:
+        connection.execute(_INSERT_CHANGE, changes)
+
+
 def record_upsert(session: Session, obj: SQLModel) -> None:
-    """Add `obj` and its change-log entry to the session (committed together by the caller)."""
+    """Add `obj` to the session and write its change-log entry (committed together by the caller)."""
     begin_write(session)
     session.add(obj)
-    session.add(Change(entity=ENTITY_OF[type(obj)], entity_id=obj.id, op="upsert", data=wire_row(obj), **_scope(obj, session)))  # type: ignore[attr-defined]
+    entity = ENTITY_OF[type(obj)]
+    team_id = None
+    if isinstance(obj, Interaction):
+        conversation = session.get(Conversation, obj.conversation_id)
+        team_id = conversation.team_id if conversation else None
+    values = {name: getattr(obj, name) for name in _COLUMNS[entity]}
+    # A Core insert, not a Change object: the log row needs none of the unit of work's bookkeeping.
+    insert_changes(session.connection(), [upsert_change(entity, values, team_id)])
 
 
 def record_delete(session: Session, entity: str, entity_id: str, *, team_id: str | None = None) -> None:
     """Tell the agents of `team_id` that a row left their view (a transfer) or is gone."""
     begin_write(session)
-    session.add(Change(entity=entity, entity_id=entity_id, op="delete", team_id=team_id))
+    session.connection().execute(_INSERT_CHANGE, {
+        "entity": entity, "entity_id": entity_id, "op": "delete", "data": None, "created_at": utcnow(),
+        **_NO_SCOPE, "team_id": team_id,
+    })
 
 
 def record_customer(session: Session, customer_id: str) -> None:

@@ -109,7 +109,11 @@ class Identity(SQLModel, table=True):
 
 class Conversation(SQLModel, table=True):
     # (customer, team): "may this team see this customer" is one index probe (server/visibility.py).
-    __table_args__ = (sa.Index("ix_conversation_customer_team", "customer_id", "team_id"),)
+    # (assignee, channel, status): routing counts an agent's open conversations on a channel from the index.
+    __table_args__ = (
+        sa.Index("ix_conversation_customer_team", "customer_id", "team_id"),
+        sa.Index("ix_conversation_assignee_load", "assignee_id", "channel", "status"),
+    )
     id: str = Field(primary_key=True, max_length=32)
     customer_id: str = Field(foreign_key="customer.id")
     channel: str

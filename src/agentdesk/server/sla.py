@@ -15,7 +15,9 @@ from sqlmodel import Session, select
 
 from agentdesk.domain.business_hours import Calendar, add_business_time
 from agentdesk.server.auth import new_id
+from agentdesk.server.config_cache import cached, teams
 from agentdesk.server.models import Conversation, SlaBreach, SlaPolicy, Team
+
 
 def calendar(team: Team | None) -> Calendar:
     """The team's business calendar; a team without declared hours keeps office hours (Mon-Fri 09:00-17:00)."""
@@ -26,14 +28,25 @@ def calendar(team: Team | None) -> Calendar:
     return Calendar.from_config(team.timezone, team.hours, team.holidays)
 
 
+def team_calendar(session: Session, team_id: str | None) -> Calendar:
+    """`calendar` of the team with this id, cached (server/config_cache.py): parsing hours per message adds up."""
+    def load() -> Calendar:
+        return calendar(teams(session).get(team_id) if team_id else None)
+
+    return cached(session.get_bind(), ("calendar", team_id), load)
+
+
+def _policies(session: Session) -> list[SlaPolicy]:
+    """Every policy (a handful of rows), cached (server/config_cache.py); detached copies, read only."""
+    def load() -> list[SlaPolicy]:
+        return [SlaPolicy(**row) for row in session.execute(sa.select(SlaPolicy.__table__)).mappings()]  # type: ignore[attr-defined]
+
+    return cached(session.get_bind(), "sla_policies", load)
+
+
 def policy_for(session: Session, channel: str, priority: str) -> SlaPolicy | None:
     """The most specific policy: channel and priority, then channel, then priority, then the catch-all."""
-    candidates = session.exec(
-        select(SlaPolicy).where(
-            sa.or_(SlaPolicy.channel == channel, SlaPolicy.channel.is_(None)),  # type: ignore[union-attr]
-            sa.or_(SlaPolicy.priority == priority, SlaPolicy.priority.is_(None)),  # type: ignore[union-attr]
-        )
-    ).all()
+    candidates = [p for p in _policies(session) if p.channel in (channel, None) and p.priority in (priority, None)]
     return max(candidates, key=lambda p: (p.channel is not None, p.priority is not None), default=None)
 
 
@@ -42,7 +55,7 @@ def _due(session: Session, conversation: Conversation, target: str, start: datet
     minutes = getattr(policy, f"{target}_minutes", None) if policy else None
     if minutes is None or start is None:
         return None
-    return add_business_time(calendar(session.get(Team, conversation.team_id)), start, minutes)
+    return add_business_time(team_calendar(session, conversation.team_id), start, minutes)
 
 
 def _refresh(conversation: Conversation) -> None:
