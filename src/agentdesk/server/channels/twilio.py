@@ -39,7 +39,7 @@ from agentdesk.server import delivery
 from agentdesk.server.changes import begin_write, record_upsert
 from agentdesk.server.db import session as open_session
 from agentdesk.server.delivery import OutboundJob, OutcomeUnknown, Sent
-from agentdesk.server.inbound import Inbound, InboundError, ingest
+from agentdesk.server.inbound import Inbound, InboundError, ingest, submit
 from agentdesk.server.models import Delivery, Interaction
 from agentdesk.server.routing import NoTeam
 
@@ -190,7 +190,7 @@ def make_router(settings: Settings) -> APIRouter:
     router = APIRouter(prefix=PREFIX, tags=["twilio"], dependencies=[Depends(signed_form)])
 
     @router.post("/messaging")
-    def messaging(request: Request) -> Response:
+    async def messaging(request: Request) -> Response:
         """An SMS or WhatsApp message from a customer; answered with empty TwiML (no auto-reply)."""
         form = _form(request)
         sender, sid = _required(form, "From"), _required(form, "MessageSid")
@@ -202,7 +202,12 @@ def make_router(settings: Settings) -> APIRouter:
             meta["num_segments"] = segments
         item = Inbound(channel=channel, address=sender, text=form.get("Body", ""),
                        name=form.get("ProfileName") or None, external_id=sid, metadata=meta)
-        _ingest(request, item, region)
+        try:  # group commit with concurrent deliveries: answered once the message is committed
+            await submit(request.app.state.engine, item, default_region=region)
+        except InboundError as exc:
+            raise _refuse(422, str(exc)) from None
+        except NoTeam as exc:  # 503: Twilio then tries the number's fallback URL
+            raise _refuse(503, str(exc)) from None
         return twiml(ET.Element("Response"))
 
     @router.post("/status")
