@@ -195,3 +195,29 @@ def test_concurrent_http_deliveries_of_one_message_make_one_interaction(live_ser
     assert sorted(r.status_code for r in responses) == [200] * 7 + [201]
     assert len({r.json()["interaction_id"] for r in responses}) == 1
     assert len(live_server.interactions("twice")) == 1
+
+
+def test_a_long_message_is_prepared_off_the_event_loop_and_still_finds_contacts(db_engine, world):
+    """A long text's contact scan runs in a thread (it can take a second); what it finds is the same: a known
+    customer's email address in it becomes a merge suggestion."""
+    from agentdesk.server.models import MergeSuggestion
+
+    loop_thread = threading.get_ident()
+    scanned_in: list[int] = []
+    scan = inbound.contacts_in_text
+
+    def recording_scan(*args, **kw):
+        scanned_in.append(threading.get_ident())
+        return scan(*args, **kw)
+
+    inbound.contacts_in_text = recording_scan
+    try:
+        text = "Order 1182 " * 300 + "\nYou can also reach me at maria@customer.test"
+        result = asyncio.run(submit(db_engine, sms(1, text=text)))
+        asyncio.run(submit(db_engine, sms(2, text="short one, order 7")))
+    finally:
+        inbound.contacts_in_text = scan
+    assert scanned_in[0] != loop_thread and scanned_in[1] == loop_thread  # long: a thread; short: inline
+    with session(db_engine) as db:
+        suggestions = list(db.exec(select(MergeSuggestion)))
+    assert {s.customer_id for s in suggestions} | {s.other_id for s in suggestions} == {result.customer_id, world.customers["maria"]}

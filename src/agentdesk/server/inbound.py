@@ -43,6 +43,8 @@ from agentdesk.server.models import Conversation, Customer, Identity, Interactio
 
 CHANNELS = ("phone", "email", "chat", "sms", "whatsapp")
 _SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|aw|sv|vs|tr)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_CONTACT_FIELDS = ("email", "phone", "prechat")  # metadata that may name a contact of the customer's
+_PREPARE_INLINE_CHARS = 2_000  # an SMS or a chat line is prepared on the event loop; longer texts in a thread
 _MAY_NAME_A_CONTACT = re.compile(r"[@\d]")  # no digit and no @: no phone number or email address to find
 
 
@@ -107,7 +109,12 @@ async def submit(engine: sa.Engine, item: Inbound, *, default_region: str = "US"
     """Store one interaction with group commit: returns once the transaction holding it has committed.
 
     For async callers under concurrent load (webhooks); raises what `ingest` raises."""
-    return await _writer_for(engine).submit(_prepare(item, default_region))
+    scanned = len(item.text) + sum(len(str(item.metadata.get(key, ""))) for key in _CONTACT_FIELDS)
+    if scanned > _PREPARE_INLINE_CHARS:  # the contact scan of a long text takes up to a second: not on the event loop
+        prepared = await asyncio.to_thread(_prepare, item, default_region)
+    else:
+        prepared = _prepare(item, default_region)
+    return await _writer_for(engine).submit(prepared)
 
 
 # ------------------------------------------------------------------------------------------- one batch
@@ -130,7 +137,7 @@ def _prepare(item: Inbound, default_region: str) -> _Prepared:
     except AddressError as exc:
         raise InboundError(str(exc)) from None
     # Contacts named in the message (a signature, a pre-chat form) may belong to someone else.
-    text = "\n".join([item.text, *(str(v) for k, v in item.metadata.items() if k in ("email", "phone", "prechat"))])
+    text = "\n".join([item.text, *(str(v) for k, v in item.metadata.items() if k in _CONTACT_FIELDS)])
     contacts = contacts_in_text(text, default_region) if _MAY_NAME_A_CONTACT.search(text) else []
     return _Prepared(item, kind, address, default_region, contacts)
 
