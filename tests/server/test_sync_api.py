@@ -118,3 +118,14 @@ def test_bootstrap_rows_match_the_wire_shape_of_every_other_read(live_server):
     assert {k: v for k, v in expected.items() if k in page["columns"]} == rows[expected["id"]] | {"tags": expected["tags"]}
     assert json.loads(rows[expected["id"]]["tags"]) == expected["tags"]  # JSON columns travel as their text
     assert rows[expected["id"]]["sla_due"].endswith("Z") and len(rows[expected["id"]]["sla_due"]) == 24
+
+
+def test_written_replies_that_could_reach_no_one_are_refused(live_server):
+    conversation = live_server.world.conversations["maria-email"]
+    phone, chat = reply(conversation, "By phone?"), reply(conversation, "By chat?")
+    phone["args"]["channel"], chat["args"]["channel"] = "phone", "chat"
+    with client(live_server) as http:
+        results = http.post("/api/v1/sync/push", json={"mutations": [phone, chat]}).json()["results"]
+    assert [r["status"] for r in results] == ["rejected", "rejected"]
+    assert "callback or reply by SMS" in results[0]["reason"] and "visitor of a chat conversation" in results[1]["reason"]
+    assert live_server.interactions("By phone?") == live_server.interactions("By chat?") == []

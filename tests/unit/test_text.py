@@ -35,3 +35,11 @@ def test_clean_line_folds_and_limits():
     assert clean_line("  hello\n\n  world  ") == "hello world"
     assert clean_line("abcdefghij", limit=5) == "abcd…"
     assert clean(None) == ""
+
+
+def test_reply_channels_answer_a_call_by_sms_and_a_chat_only_in_its_chat():
+    from agentdesk.tui.choices import reply_channels
+
+    assert reply_channels(["email", "sms", "whatsapp", "chat", "phone"], "email") == ["email", "sms", "whatsapp"]
+    assert reply_channels(["email", "chat"], "chat") == ["email", "chat"]
+    assert reply_channels([], "phone") == ["sms"]

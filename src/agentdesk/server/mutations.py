@@ -335,6 +335,10 @@ def _add_interaction(ctx: _Ctx, args: ReplyArgs, direction: str) -> None:
     conversation = _conversation(ctx, args.conversation_id, args.expected_version)
     if session.get(Interaction, args.interaction_id) is not None:
         raise Rejected("A message with this id already exists.")
+    if direction == "outbound" and args.channel == "phone":
+        raise Rejected("A call cannot carry a written reply; ask for a callback or reply by SMS.")
+    if direction == "outbound" and args.channel == "chat" and conversation.channel != "chat":
+        raise Rejected("A chat reply reaches only the visitor of a chat conversation; reply on another channel.")
     interaction = Interaction(
         id=args.interaction_id,
         conversation_id=conversation.id,

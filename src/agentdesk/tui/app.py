@@ -25,7 +25,7 @@ from agentdesk.domain.clock import to_iso, utcnow
 from agentdesk.domain.text import clean, clean_line, safe_text
 from agentdesk.store.cache import Cache, Identity, QueueRow, TransferTarget
 from agentdesk.sync.engine import SyncEngine, SyncStatus
-from agentdesk.tui.choices import DISPOSITIONS, PRIORITIES, SNOOZE_HINT, parse_snooze, parse_tag, retagged, snooze_presets, tags_of
+from agentdesk.tui.choices import DISPOSITIONS, PRIORITIES, SNOOZE_HINT, reply_channels, parse_snooze, parse_tag, retagged, snooze_presets, tags_of
 from agentdesk.tui.render import CHANNEL_NAME, PRIORITY_STYLE, channel_label, conversation_facts, span, target_label
 from agentdesk.tui.screens.help import HelpScreen
 from agentdesk.tui.screens.pick import PickModal
@@ -141,7 +141,7 @@ class AgentDesk(App[None]):
         self.open_row = row
         self.refresh_open_timeline()
         self.refresh_header()
-        channels = self.cache.customer_channels(row.customer_id) or [row.channel]
+        channels = reply_channels(self.cache.customer_channels(row.customer_id), row.channel)
         select = self.query_one("#channel", Select)
         select.set_options([(channel_label(c), c) for c in channels])
         draft_channel, draft = self.cache.latest_draft(row.id) or (row.channel, "")

@@ -9,6 +9,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 
 PRIORITIES = ("low", "normal", "high", "urgent")
+def reply_channels(customer_channels: list[str], conversation_channel: str) -> list[str]:
+    """Where a written reply can go: the customer's channels, but a call is answered by SMS to the same
+    number, and a chat reply reaches only the visitor of the chat being answered."""
+    wanted = customer_channels or [conversation_channel]
+    found = ["sms" if c == "phone" else c for c in wanted if c != "chat" or conversation_channel == "chat"]
+    return list(dict.fromkeys(found))
+
+
 DISPOSITIONS = ("resolved", "follow-up", "no answer", "voicemail", "callback requested", "wrong number", "escalated")
 
 _IN = re.compile(r"(?:in\s+)?(\d+(?:\.\d+)?)\s*(m|mins?|minutes?|h|hrs?|hours?|d|days?)?", re.IGNORECASE)
