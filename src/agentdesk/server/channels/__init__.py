@@ -1,7 +1,8 @@
 """Channel adapters: the real protocols traffic arrives and leaves by.
 
-Inbound, every adapter turns what it receives into an `inbound.Inbound` and calls `inbound.ingest`, the one
-path of the integration API too (identity, threading, routing, SLA). Outbound, an adapter is a
+Inbound, every adapter turns what it receives into an `inbound.Inbound` and hands it to `inbound.ingest` (or,
+from async code under load, `inbound.submit`: group commit), the one path of the integration API too
+(identity, threading, routing, SLA). Outbound, an adapter is a
 `delivery.Sender` the server outbox hands replies to. This module says which adapters the configuration
 switches on: their HTTP routes, their senders, and their listeners (started and stopped with the app).
 """
