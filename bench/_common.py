@@ -55,6 +55,31 @@ def percentiles(values: list[float], scale: float = 1000.0) -> dict[str, float |
     return {"n": len(ordered), "p50": rank(0.50), "p95": rank(0.95), "p99": rank(0.99), "max": round(ordered[-1] * scale, 2)}
 
 
+class CpuWindow:
+    """The server's CPU seconds between two wall-clock instants (sampled by a thread), so start-up, warm-up
+    and the drain of late requests stay out of the figure."""
+
+    def __init__(self, server: ServerProcess, t_from: float, t_to: float) -> None:
+        import threading
+
+        self.seconds: float | None = None
+        self.span = t_to - t_from
+
+        def sample() -> None:
+            time.sleep(max(0.0, t_from - time.time()))
+            cpu0 = server.cpu()
+            time.sleep(max(0.0, t_to - time.time()))
+            self.seconds = server.cpu() - cpu0
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+
+    def util(self) -> float:
+        self._thread.join()
+        return (self.seconds or 0.0) / self.span
+
+
+
 # ------------------------------------------------------------------------------------------- seeding
 
 

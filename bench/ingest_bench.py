@@ -64,7 +64,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import _common
-from _common import ServerProcess, log, percentiles, seed_world
+from _common import CpuWindow, ServerProcess, log, percentiles, seed_world
 
 TARGET_MESSAGES_PER_S = 1000.0
 INTEGRATION_PATH = "/api/v1/interactions/inbound"
@@ -287,29 +287,6 @@ def run_phase(spec: dict[str, Any], procs: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- phases
-
-
-class CpuWindow:
-    """The server's CPU seconds between two wall-clock instants, sampled by a thread."""
-
-    def __init__(self, server: ServerProcess, t_from: float, t_to: float) -> None:
-        import threading
-
-        self.seconds = 0.0
-        self.span = t_to - t_from
-
-        def sample() -> None:
-            time.sleep(max(0.0, t_from - time.time()))
-            cpu0 = server.cpu()
-            time.sleep(max(0.0, t_to - time.time()))
-            self.seconds = server.cpu() - cpu0
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-
-    def util(self) -> float:
-        self._thread.join()
-        return self.seconds / self.span
 
 
 def closed_phase(server: ServerProcess, mode: str, base: dict[str, Any], args: argparse.Namespace, stream: int) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import _common
-from _common import ServerProcess, log, percentiles, seed_world
+from _common import CpuWindow, ServerProcess, log, percentiles, seed_world
 
 TARGET_PUSH_P99_MS = 100.0
 TARGET_THROUGHPUT_RATIO = 0.5
@@ -263,30 +263,6 @@ def run_phase(spec: dict[str, Any], procs: int) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- phases
-
-
-class CpuWindow:
-    """The server's CPU seconds between two wall-clock instants (sampled by a thread), so start-up, warm-up
-    and the drain of late requests stay out of the figure."""
-
-    def __init__(self, server: ServerProcess, t_from: float, t_to: float) -> None:
-        import threading
-
-        self.seconds: float | None = None
-        self.span = t_to - t_from
-
-        def sample() -> None:
-            time.sleep(max(0.0, t_from - time.time()))
-            cpu0 = server.cpu()
-            time.sleep(max(0.0, t_to - time.time()))
-            self.seconds = server.cpu() - cpu0
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-
-    def util(self) -> float:
-        self._thread.join()
-        return (self.seconds or 0.0) / self.span
 
 
 def closed_phase(server: ServerProcess, target: str, agents: list[dict[str, Any]], args: argparse.Namespace) -> dict[str, Any]:
