@@ -23,7 +23,7 @@ async def test_callback_queues_a_call_for_the_voice_provider(live_server, tmp_pa
     async with desk(live_server, tmp_path) as (app, pilot, gate):
         conversation_id = app.open_state["id"]
         gate.hold()
-        await pilot.press("c")
+        await pilot.press("b")
         assert "Callback" in screen_text(app)  # the outbound call is on the timeline before the server knows
         gate.release()
         await wait_until(pilot, lambda: app.cache.outbox_count() == 0)

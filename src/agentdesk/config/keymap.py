@@ -38,9 +38,28 @@ DEFAULT_KEYMAP: tuple[KeySpec, ...] = (
     KeySpec("conversation.priority", "p", "priority", "Priority", show=False, help="Set the priority: low, normal, high or urgent"),
     KeySpec("conversation.tag", "t", "tag", "Tag", show=False, help="Add a tag (or remove one: -tag)"),
     KeySpec("conversation.transfer", "T", "transfer", "Transfer", show=False, help="Hand the conversation to another team or agent"),
-    KeySpec("conversation.callback", "c", "callback", "Call back", show=False, help="Have the phone system call the customer back"),
+    KeySpec("conversation.callback", "b", "callback", "Call back", show=False, help="Have the phone system call the customer back"),
     KeySpec("conversation.disposition", "d", "disposition", "Disposition", show=False, help="Record how the latest call ended"),
     KeySpec("reply.retry", "R", "retry_reply", "Retry", show=False, help="Send the latest failed reply again"),
+    # queue view: tabs, filters, sort
+    KeySpec("queue.tab", "tab", "next_tab(1)", "Next tab", show=False, help="Cycle the queue tabs: Mine, Unassigned, Team, All"),
+    KeySpec("queue.tab_back", "shift+tab", "next_tab(-1)", "Previous tab", show=False, help="Cycle the queue tabs backwards"),
+    KeySpec("queue.filter", "f", "filter_queue", "Filter", help="Filter the queue by channel, status, priority or tag"),
+    KeySpec("queue.sort", "S", "sort_queue", "Sort", show=False, help="Sort the queue by SLA due, newest or priority"),
+    # customer card
+    KeySpec("customer.open", "c", "open_customer", "Customer", help="Open the customer card: identities, tags, notes, merges"),
+    # search
+    KeySpec("search.open", "slash", "search", "Search", help="Search every cached message and customer"),
+    # composer
+    KeySpec("composer.note", "n,ctrl+n", "note_mode", "Note", show=False, help="Switch the composer between reply and internal note"),
+    KeySpec("composer.canned", "ctrl+t", "canned", "Canned", show=False, help="Insert a canned response (or type ::name in the composer)"),
+    KeySpec("composer.quote", "ctrl+o", "toggle_quote", "Quote", show=False, help="Email: quote the message being answered in the reply"),
+    # timeline
+    KeySpec("timeline.next_conversation", "}", "timeline_jump(1)", "Next in timeline", show=False, help="Jump to the next conversation in the timeline"),
+    KeySpec("timeline.previous_conversation", "{", "timeline_jump(-1)", "Previous in timeline", show=False, help="Jump to the previous conversation in the timeline"),
+    KeySpec("timeline.expand", "x", "timeline_expand", "Expand", show=False, help="Show or hide quoted email text and full call transcripts"),
+    # presence
+    KeySpec("agent.availability", "A", "toggle_availability", "Available/away", show=False, help="Switch between available (routing assigns you work) and away"),
 )
 
 BINDING_IDS: frozenset[str] = frozenset(spec.id for spec in DEFAULT_KEYMAP)

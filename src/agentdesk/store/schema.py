@@ -6,7 +6,7 @@ Indexes are built after the bootstrap load (DESIGN §7), hence kept apart.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 MIRROR_TABLES: dict[str, tuple[str, ...]] = {
     "teams": ("id", "name", "active"),
@@ -24,6 +24,7 @@ MIRROR_TABLES: dict[str, tuple[str, ...]] = {
         "id", "conversation_id", "customer_id", "channel", "direction", "author_id", "text", "subject", "meta",
         "delivery_status", "occurred_at",
     ),
+    "merge_suggestions": ("id", "customer_id", "other_id", "reason", "status", "created_at"),
 }
 
 LOCAL_TABLES = """
@@ -47,12 +48,25 @@ CREATE TABLE IF NOT EXISTS drafts (
     PRIMARY KEY (conversation_id, channel)
 );
 CREATE TABLE IF NOT EXISTS sync_state (key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS seen (  -- unread markers: what the agent has opened, as of which message
+    conversation_id TEXT PRIMARY KEY,
+    last_message_at TEXT
+);
 CREATE TABLE IF NOT EXISTS notices (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     text TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
 """
+
+def table_ddl(table: str) -> str:
+    columns = ", ".join(c + (" TEXT PRIMARY KEY" if c == "id" else "") for c in MIRROR_TABLES[table])
+    return f"CREATE TABLE IF NOT EXISTS {table} ({columns});"
+
+
+def mirror_ddl() -> str:
+    return "\n".join(table_ddl(table) for table in MIRROR_TABLES)
+
 
 # Upgrades of an existing cache file, by the version they lead to: the SQL to run (outbox, drafts and sync
 # state are kept), and the mirror tables whose new columns only the server can fill, so they are loaded again.
@@ -68,6 +82,11 @@ MIGRATIONS: dict[int, tuple[str, tuple[str, ...]]] = {
         """,
         ("teams", "agents", "conversations"),
     ),
+    3: (
+        table_ddl("merge_suggestions")
+        + "CREATE TABLE IF NOT EXISTS seen (conversation_id TEXT PRIMARY KEY, last_message_at TEXT);",
+        ("merge_suggestions",),
+    ),
 }
 
 INDEXES = """
@@ -77,9 +96,3 @@ CREATE INDEX IF NOT EXISTS interactions_customer ON interactions (customer_id, o
 CREATE INDEX IF NOT EXISTS identities_customer ON identities (customer_id);
 """
 
-
-def mirror_ddl() -> str:
-    return "\n".join(
-        f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(c + (' TEXT PRIMARY KEY' if c == 'id' else '') for c in cols)});"
-        for table, cols in MIRROR_TABLES.items()
-    )
