@@ -1,5 +1,5 @@
 """Small, rarely changing rows kept in memory per database: SLA policies, team calendars, routing rules,
-integration tokens. The inbound path reads them for every message; they change when declared config is
+integration tokens, and the agent (with their teams) behind an agent token. The inbound path reads them for every message; they change when declared config is
 applied at start or when an admin edits them.
 
 A cached value is dropped
@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from agentdesk.server.models import ApiToken, RoutingRule, SlaPolicy, Team
+from agentdesk.server.models import Agent, AgentTeam, ApiToken, RoutingRule, SlaPolicy, Team
 
 CONFIG_TTL_SECONDS = 5.0
-WATCHED = (ApiToken, RoutingRule, SlaPolicy, Team)
+WATCHED = (Agent, AgentTeam, ApiToken, RoutingRule, SlaPolicy, Team)
 _MAX_ENTRIES = 10_000  # per database; valid tokens are the only open-ended key
 
 T = TypeVar("T")

@@ -38,15 +38,42 @@ class Caller:
     teams: list[str]
 
 
-def get_caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
+async def get_caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
+    """The calling agent and their teams; 401 for anything else.
+
+    Cached per token for TOKEN_CACHE_SECONDS like integration tokens (server/config_cache.py: a token,
+    agent or membership change made in this process drops it at once; one made by another process holds
+    within those seconds). Every desk pulls on every poke, so a cached caller saves two queries and a
+    thread hop per pull. The cached agent is a detached row: routes read it, never change it.
+    """
+    token = credentials.credentials if credentials else None
+    engine = request.app.state.engine
+    caller = peek(engine, _agent_key(token)) if token else None
+    if caller is None:
+        caller, why = await run_in_threadpool(_caller_or_refusal, engine, token)
+        if caller is None:
+            raise _unauthorized(why)
+    return caller
+
+
+def _agent_key(token: str) -> tuple[str, str]:
+    return ("agent token", hash_token(token))
+
+
+def _caller_or_refusal(engine: sa.Engine, token: str | None) -> tuple[Caller | None, str]:
     # Its own short session: one shared with the route would hold a pooled connection while the request
     # waits for worker threads, and enough such requests starve the threads that could give them back.
-    token = credentials.credentials if credentials else None
-    with open_session(request.app.state.engine) as session:
-        agent = agent_for_token(session, token) if token else None
-        if agent is None:
-            raise _unauthorized(refusal(session, token, "agent"))
-        return Caller(agent=agent, teams=team_ids(session, agent.id))
+    with open_session(engine) as session:
+        if token:
+            caller = cached(engine, _agent_key(token), lambda: _load_caller(session, token), ttl=TOKEN_CACHE_SECONDS)
+            if caller is not None:
+                return caller, ""
+        return None, refusal(session, token, "agent")
+
+
+def _load_caller(session: Session, token: str) -> Caller | None:
+    agent = agent_for_token(session, token)
+    return Caller(agent=agent, teams=team_ids(session, agent.id)) if agent is not None else None
 
 
 def _unauthorized(message: str) -> HTTPException:

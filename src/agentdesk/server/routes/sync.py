@@ -9,11 +9,12 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentdesk.server.compaction import horizon
 from agentdesk.server.db import session as open_session
-from agentdesk.server.deps import CallerDep, SessionDep
+from agentdesk.server.deps import Caller, CallerDep, SessionDep
 from agentdesk.server.models import (
     Change,
     Conversation,
@@ -50,7 +51,7 @@ def _max_seq(session: SessionDep) -> int:
     return session.execute(sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))).scalar_one()
 
 
-def _visible_change(caller_agent_id: str, teams: list[str]) -> sa.ColumnElement[bool]:
+def _visible_change(caller_agent_id: sa.ColumnElement[str], teams: sa.BindParameter) -> sa.ColumnElement[bool]:
     """The change-log scope rule of server/changes.py, as a filter."""
     return sa.or_(
         sa.and_(Change.team_id.is_(None), Change.customer_id.is_(None), Change.agent_id.is_(None)),  # type: ignore[union-attr]
@@ -65,6 +66,19 @@ def _visible_change(caller_agent_id: str, teams: list[str]) -> sa.ColumnElement[
         ),
         Change.agent_id == caller_agent_id,
     )
+
+
+# Built once with bound parameters: every desk pulls on every poke, and building this expression anew cost
+# more than running it.
+_PULL = (
+    sa.select(Change.seq, Change.entity, Change.entity_id, Change.op, sa.cast(Change.data, sa.Text))
+    .where(
+        Change.seq > sa.bindparam("after"),  # type: ignore[operator]
+        _visible_change(sa.bindparam("agent_id"), sa.bindparam("teams", expanding=True)),
+    )
+    .order_by(Change.seq)  # type: ignore[arg-type]
+    .limit(sa.bindparam("limit"))
+)
 
 
 def _visible_filter(entity: str, teams: list[str]) -> sa.ColumnElement[bool] | None:
@@ -145,20 +159,23 @@ class PullPage(BaseModel):
 
 
 @router.get("/pull", response_model=PullPage)
-def pull(caller: CallerDep, session: SessionDep, cursor: str = "", limit: int = Query(1000, ge=1, le=10000)) -> Response:
+async def pull(caller: CallerDep, request: Request, cursor: str = "", limit: int = Query(1000, ge=1, le=10000)) -> Response:
     """Changes after `cursor` that the caller may see, oldest first."""
     after = decode_cursor(cursor)
-    rows = session.execute(
-        sa.select(Change.seq, Change.entity, Change.entity_id, Change.op, sa.cast(Change.data, sa.Text))
-        .where(Change.seq > after, _visible_change(caller.agent.id, caller.teams))  # type: ignore[operator]
-        .order_by(Change.seq)  # type: ignore[arg-type]
-        .limit(limit + 1)
-    ).all()
-    if after < horizon(session):  # read after the rows: a compaction that ran in between is seen here
-        raise HTTPException(
-            410,
-            {"reset_required": True, "message": "This cache is older than the server's change history; bootstrap again."},
-        )
+    # Async with one thread hop for the database work (a session dependency and a sync route take three):
+    # every desk pulls on every poke, so the hops were a large share of a pull's cost.
+    return await run_in_threadpool(_pull_page, request.app.state.engine, caller, after, limit)
+
+
+def _pull_page(engine: sa.Engine, caller: Caller, after: int, limit: int) -> Response:
+    with open_session(engine) as session:
+        params = {"after": after, "agent_id": caller.agent.id, "teams": caller.teams, "limit": limit + 1}
+        rows = session.execute(_PULL, params).all()
+        if after < horizon(session):  # read after the rows: a compaction that ran in between is seen here
+            raise HTTPException(
+                410,
+                {"reset_required": True, "message": "This cache is older than the server's change history; bootstrap again."},
+            )
     page = rows[:limit]
     last = page[-1][0] if page else max(after, 0)
     # Assembled as text: each change's data is stored as JSON already, so it is neither parsed nor re-encoded.
