@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from agentdesk.server.events import Hub
 from agentdesk.server.jobs import JobsConfig
 from agentdesk.server.jobs import run_forever as run_jobs
+from agentdesk.server.pull_pages import SharedPages
 
 if TYPE_CHECKING:
     from agentdesk.config import Settings
@@ -56,6 +57,8 @@ def create_app(engine: sa.Engine, *, hub: Hub | None = None, settings: Settings 
     app = FastAPI(title="agentdesk", version="0.1.0", lifespan=lifespan)
     app.state.engine = engine
     app.state.hub = hub
+    app.state.pull_pages = SharedPages(hub)
+    app.state.pull_pages.watch(engine)  # for the engine's life, lifespan or not: a page must never outlive a commit
     app.include_router(inbound.router)  # first: a request is matched against routes in order (issue 6: the busiest)
     app.include_router(events.router)
     app.include_router(health.router)

@@ -9,12 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from starlette.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentdesk.server.compaction import horizon
 from agentdesk.server.db import session as open_session
-from agentdesk.server.deps import Caller, CallerDep, SessionDep
+from agentdesk.server.deps import CallerDep, SessionDep
 from agentdesk.server.models import (
     Change,
     Conversation,
@@ -51,8 +50,10 @@ def _max_seq(session: SessionDep) -> int:
     return session.execute(sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))).scalar_one()
 
 
-def _visible_change(caller_agent_id: sa.ColumnElement[str], teams: sa.BindParameter) -> sa.ColumnElement[bool]:
-    """The change-log scope rule of server/changes.py, as a filter."""
+def _visible_change(teams: sa.BindParameter) -> sa.ColumnElement[bool]:
+    """The change-log scope rule of server/changes.py, as a filter. It depends on the caller's teams alone, so
+    desks of the same teams share pull pages (server/pull_pages.py); a change scoped to one agent
+    (Change.agent_id, which nothing writes yet) would need those pages keyed by agent too."""
     return sa.or_(
         sa.and_(Change.team_id.is_(None), Change.customer_id.is_(None), Change.agent_id.is_(None)),  # type: ignore[union-attr]
         sa.and_(
@@ -64,7 +65,6 @@ def _visible_change(caller_agent_id: sa.ColumnElement[str], teams: sa.BindParame
             customer_visible(Change.customer_id, teams),  # type: ignore[arg-type]
             sa.or_(Change.other_customer_id.is_(None), customer_visible(Change.other_customer_id, teams)),  # type: ignore[union-attr,arg-type]
         ),
-        Change.agent_id == caller_agent_id,
     )
 
 
@@ -74,7 +74,7 @@ _PULL = (
     sa.select(Change.seq, Change.entity, Change.entity_id, Change.op, sa.cast(Change.data, sa.Text))
     .where(
         Change.seq > sa.bindparam("after"),  # type: ignore[operator]
-        _visible_change(sa.bindparam("agent_id"), sa.bindparam("teams", expanding=True)),
+        _visible_change(sa.bindparam("teams", expanding=True)),
     )
     .order_by(Change.seq)  # type: ignore[arg-type]
     .limit(sa.bindparam("limit"))
@@ -162,15 +162,18 @@ class PullPage(BaseModel):
 async def pull(caller: CallerDep, request: Request, cursor: str = "", limit: int = Query(1000, ge=1, le=10000)) -> Response:
     """Changes after `cursor` that the caller may see, oldest first."""
     after = decode_cursor(cursor)
-    # Async with one thread hop for the database work (a session dependency and a sync route take three):
-    # every desk pulls on every poke, so the hops were a large share of a pull's cost.
-    return await run_in_threadpool(_pull_page, request.app.state.engine, caller, after, limit)
+    teams = tuple(sorted(caller.teams))
+    # Async, with the database work in one worker thread (a session dependency and a sync route take three
+    # hops), shared with every desk of the same teams asking the same at the same moment: after a poke,
+    # that is all of them.
+    compute = partial(_pull_body, request.app.state.engine, teams, after, limit)
+    body = await request.app.state.pull_pages.get((after, teams, limit), compute)
+    return Response(body, media_type="application/json")
 
 
-def _pull_page(engine: sa.Engine, caller: Caller, after: int, limit: int) -> Response:
+def _pull_body(engine: sa.Engine, teams: tuple[str, ...], after: int, limit: int) -> str:
     with open_session(engine) as session:
-        params = {"after": after, "agent_id": caller.agent.id, "teams": caller.teams, "limit": limit + 1}
-        rows = session.execute(_PULL, params).all()
+        rows = session.execute(_PULL, {"after": after, "teams": teams, "limit": limit + 1}).all()
         if after < horizon(session):  # read after the rows: a compaction that ran in between is seen here
             raise HTTPException(
                 410,
@@ -183,8 +186,7 @@ def _pull_page(engine: sa.Engine, caller: Caller, after: int, limit: int) -> Res
         f'{{"seq":{seq},"entity":{json.dumps(entity)},"id":{json.dumps(entity_id)},"op":{json.dumps(op)},"data":{data or "null"}}}'
         for seq, entity, entity_id, op, data in page
     )
-    body = f'{{"changes":[{changes}],"cursor":"{encode_cursor(last)}","has_more":{"true" if len(rows) > limit else "false"}}}'
-    return Response(body, media_type="application/json")
+    return f'{{"changes":[{changes}],"cursor":"{encode_cursor(last)}","has_more":{"true" if len(rows) > limit else "false"}}}'
 
 
 class PushIn(BaseModel):

@@ -1,0 +1,73 @@
+"""Pull pages shared by the desks that ask the same question at the same moment.
+
+Every live desk pulls on every poke, and the desks of a team were all caught up, so they ask for the same
+page: the changes after the same cursor, seen through the same teams (pull's visibility depends on nothing
+else, server/changes.py). One query answers them all; the others wait for it instead of repeating it.
+
+A page is reused only while nothing can have changed its answer:
+- the key carries the newest seq this process's event hub has seen (commits made by other processes reach a
+  desk through that hub's poke anyway, so a page at most one hub poll old is what a desk racing that commit
+  would have read), and a count of this process's own commits, bumped by the engine's commit event, so a desk
+  that pushes and then pulls always gets its own changes;
+- it lives PAGE_SECONDS at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from starlette.concurrency import run_in_threadpool
+
+PAGE_SECONDS = 1.0
+MAX_PAGES = 256  # one per (cursor, teams, limit) being asked right now; a few per team in practice
+
+
+@dataclass
+class _Page:
+    stamp: tuple[int, int]
+    expires: float
+    body: asyncio.Future[str]
+
+
+class SharedPages:
+    def __init__(self, hub: Any) -> None:
+        self._hub = hub  # its .seq: the newest change seq it has seen
+        self._pages: OrderedDict[Hashable, _Page] = OrderedDict()
+        self._commits = itertools.count(1)
+        self.commit_count = 0  # each commit stores a new number: any commit since a stamp makes it differ
+
+    def watch(self, engine: sa.Engine) -> Callable[[], None]:
+        """Count this engine's commits from now on; returns the function that stops counting."""
+        sa.event.listen(engine, "commit", self._committed)
+        return lambda: sa.event.remove(engine, "commit", self._committed)
+
+    def _committed(self, _connection: object) -> None:
+        self.commit_count = next(self._commits)
+
+    async def get(self, key: Hashable, compute: Callable[[], str]) -> str:
+        """The page for `key`: shared if a current one exists or is being computed, else `compute()` in a
+        worker thread (its exception, an HTTPException say, reaches every request that shares it)."""
+        stamp = (self._hub.seq, self.commit_count)  # read before the query: a commit during it makes the page stale
+        now = time.monotonic()
+        page = self._pages.get(key)
+        if page is None or page.stamp != stamp or page.expires <= now:
+            # A task of its own: a request that gives up must not cancel the page the others wait for.
+            page = _Page(stamp, now + PAGE_SECONDS, asyncio.ensure_future(run_in_threadpool(compute)))
+            page.body.add_done_callback(lambda body, key=key, page=page: self._settled(key, page))
+            self._pages[key] = page
+            self._pages.move_to_end(key)
+            while len(self._pages) > MAX_PAGES:
+                self._pages.popitem(last=False)
+        return await asyncio.shield(page.body)
+
+    def _settled(self, key: Hashable, page: _Page) -> None:
+        if page.body.cancelled() or page.body.exception() is not None:  # (also marks the exception retrieved)
+            if self._pages.get(key) is page:
+                del self._pages[key]  # the next request tries again rather than sharing a failure
