@@ -65,7 +65,10 @@ def build_desk(settings: Settings, server_url: str, token: str, data_dir: Path) 
 
     engine, identity = open_engine(settings, server_url, token, data_dir)
     keymap = {spec.id: spec.keys for spec in settings.keymap_bindings()}
-    return AgentDesk(engine.cache_path, identity, engine=engine, keymap=keymap, theme=settings.desk.theme)
+    return AgentDesk(
+        engine.cache_path, identity, engine=engine, keymap=keymap, theme=settings.desk.theme,
+        bell_on_assignment=settings.desk.bell_on_assignment, canned=settings.canned,
+    )
 
 
 def run_desk(settings: Settings, server_url: str, token: str, data_dir: Path) -> None:

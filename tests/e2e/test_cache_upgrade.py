@@ -17,6 +17,8 @@ from agentdesk.sync.engine import SyncEngine
 def downgrade_to_v1(path) -> None:
     """The shape schema version 1 wrote: no teams/agents.active, conversations.tags or outbox.undo."""
     db = sqlite3.connect(path)
+    for (index,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'queue_%'").fetchall():
+        db.execute(f"DROP INDEX {index}")  # version 3's queue indexes (they cover conversations.tags)
     for table, column in (("teams", "active"), ("agents", "active"), ("conversations", "tags"), ("outbox", "undo")):
         db.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
     db.execute("PRAGMA user_version = 1")

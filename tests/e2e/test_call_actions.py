@@ -38,6 +38,7 @@ async def test_disposition_of_the_latest_call(live_server, tmp_path):
         with session(live_server.engine) as db:  # María calls (her number, written another way)
             call = ingest(db, Inbound(channel="phone", address="+1 415 555 0000", text="Inbound call", external_id="CA1"))
         queue = app.query_one(QueueList)
+        await pilot.press("tab")  # the Team tab: the call is there, whether routing gave it to Alice or not
         await wait_until(pilot, lambda: queue.total == 3)
         app.open_conversation(next(queue.row(i) for i in range(queue.total) if queue.row(i).id == call.conversation_id))
         await pilot.press("d", "down", "enter")  # the second choice: follow-up

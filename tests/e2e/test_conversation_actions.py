@@ -127,15 +127,16 @@ async def test_the_header_and_queue_row_change_in_the_next_frame(live_server, tm
     async with desk(live_server, tmp_path) as (app, pilot, gate):
         gate.hold()
         assert "unassigned" in screen_text(app).splitlines()[2]
-        assert " ● " in screen_text(app).splitlines()[3]  # the queue row's unassigned marker
+        assert " unassigned · " in screen_text(app).splitlines()[4]  # the queue row's assignee
         await pilot.press("a")
         lines = screen_text(app).splitlines()
-        assert "assigned to you" in lines[2] and " ● " not in lines[3]
+        assert "assigned to you" in lines[2] and "Mine 1 " in lines[1]  # the tab strip counts it as mine
+        assert app.query_one(QueueList).total == 1  # and it left the Unassigned tab at once
         await pilot.press("p", "up", "enter")
         assert "low priority" in screen_text(app).splitlines()[2]
         await pilot.press("e")
         assert "closed" in screen_text(app).splitlines()[2]
-        assert app.query_one(QueueList).total == 1  # closed: out of the queue, still open on the right
+        assert "Mine 0 " in screen_text(app).splitlines()[1]  # closed: out of the queue, still open on the right
 
 
 async def test_a_rejected_assign_is_undone_with_the_servers_reason(live_server, tmp_path):

@@ -20,6 +20,7 @@ class KeySpec:
     description: str  # the footer's and the command palette's title
     show: bool = True  # listed in the footer
     help: str = ""  # a sentence for the help screen and the palette
+    priority: bool = False  # checked before the focused widget's and the screen's own keys (see app.check_action)
 
 
 DEFAULT_KEYMAP: tuple[KeySpec, ...] = (
@@ -42,8 +43,8 @@ DEFAULT_KEYMAP: tuple[KeySpec, ...] = (
     KeySpec("conversation.disposition", "d", "disposition", "Disposition", show=False, help="Record how the latest call ended"),
     KeySpec("reply.retry", "R", "retry_reply", "Retry", show=False, help="Send the latest failed reply again"),
     # queue view: tabs, filters, sort
-    KeySpec("queue.tab", "tab", "next_tab(1)", "Next tab", show=False, help="Cycle the queue tabs: Mine, Unassigned, Team, All"),
-    KeySpec("queue.tab_back", "shift+tab", "next_tab(-1)", "Previous tab", show=False, help="Cycle the queue tabs backwards"),
+    KeySpec("queue.tab", "tab", "next_tab(1)", "Next tab", show=False, priority=True, help="Cycle the queue tabs: Mine, Unassigned, Team, All"),
+    KeySpec("queue.tab_back", "shift+tab", "next_tab(-1)", "Previous tab", show=False, priority=True, help="Cycle the queue tabs backwards"),
     KeySpec("queue.filter", "f", "filter_queue", "Filter", help="Filter the queue by channel, status, priority or tag"),
     KeySpec("queue.sort", "S", "sort_queue", "Sort", show=False, help="Sort the queue by SLA due, newest or priority"),
     # customer card

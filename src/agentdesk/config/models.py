@@ -252,12 +252,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Textual's built-in themes and the desk's own (tui/themes.py); a test keeps this list equal to what the app offers.
+THEME_NAMES: tuple[str, ...] = (
+    "agentdesk-high-contrast", "ansi-dark", "ansi-light", "atom-one-dark", "atom-one-light", "catppuccin-frappe",
+    "catppuccin-latte", "catppuccin-macchiato", "catppuccin-mocha", "dracula", "flexoki", "gruvbox", "monokai", "nord",
+    "rose-pine", "rose-pine-dawn", "rose-pine-moon", "solarized-dark", "solarized-light", "textual-dark",
+    "textual-light", "tokyo-night",
+)
+
+
+def _theme(value: str) -> str:
+    if value not in THEME_NAMES:
+        raise ValueError(f"unknown theme {show_value(value)}{_did_you_mean(value, THEME_NAMES)}; themes are {', '.join(THEME_NAMES)}")
+    return value
+
+
 class DeskConfig(_Section):
     """``[desk]``: the agent's terminal client."""
 
     server_url: Annotated[str, AfterValidator(_http_url)] = "http://127.0.0.1:8765"
     data_dir: str = ""  # "" = platform data dir
-    theme: NonEmptyStr = "textual-dark"
+    theme: Annotated[str, AfterValidator(_theme)] = "textual-dark"
     bell_on_assignment: bool = True
 
 
@@ -488,6 +503,35 @@ class ChannelsConfig(_Section):
     chat: ChatChannelConfig = Field(default_factory=ChatChannelConfig)
 
 
+# --------------------------------------------------------------------------------------------
+# Canned responses (desk): [[canned]] templates the agent inserts with ::name or ctrl+t
+
+
+def _canned_name(value: str) -> str:
+    from agentdesk.domain.canned import NAME_PATTERN
+
+    if not re.fullmatch(NAME_PATTERN, value):
+        raise ValueError(f"expected a name of letters, digits, _ . or - (typed as ::name), got {show_value(value)}")
+    return value
+
+
+def _canned_template(value: str) -> str:
+    from agentdesk.domain.canned import check_template
+
+    _non_empty(value)
+    check_template(value)  # a syntax error is reported here, with its line, not when an agent uses it
+    return value
+
+
+class CannedDecl(_Section):
+    """One ``[[canned]]`` entry: a reply template, rendered with the customer's, conversation's and agent's details."""
+
+    name: Annotated[str, AfterValidator(_canned_name)]
+    text: Annotated[str, AfterValidator(_canned_template)]
+    title: str = ""  # shown in the picker next to the name
+    channels: list[Channel] = Field(default_factory=list)  # [] = offered on every channel
+
+
 SECTION_MODELS: dict[str, type[BaseModel] | None] = {
     "desk": DeskConfig,
     "sync": SyncConfig,
@@ -566,6 +610,20 @@ class Settings(BaseSettings):
     sla: SlaConfig = Field(default_factory=SlaConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     channels: ChannelsConfig = Field(default_factory=ChannelsConfig)
+    canned: list[CannedDecl] = Field(default_factory=list)  # [[canned]]
+
+    @field_validator("canned")
+    @classmethod
+    def _one_canned_per_name(cls, canned: list[CannedDecl]) -> list[CannedDecl]:
+        first: dict[str, int] = {}
+        for number, entry in enumerate(canned, 1):
+            if entry.name.lower() in first:
+                raise ValueError(
+                    f"[[canned]] number {number} is named {entry.name!r} like number {first[entry.name.lower()]}; "
+                    "names must differ (ignoring case)"
+                )
+            first[entry.name.lower()] = number
+        return canned
 
     @field_validator("teams")
     @classmethod

@@ -33,6 +33,7 @@ N_CONVERSATIONS = 1300  # at least; the last issue may add one or two more
 DEMO_AGENT_OPEN = 60  # open/pending conversations assigned to the demo agent
 UNASSIGNED_OPEN = 80  # open conversations nobody has picked up yet
 BREACHED_OPEN = 0.13  # share of open conversations whose SLA is already past
+CSAT_RATED = 0.35  # share of closed conversations the customer rated (meta "csat" on the last message)
 
 CHANNELS = ("phone", "email", "chat", "sms", "whatsapp")
 STATUSES = ("open", "pending", "snoozed", "closed")
@@ -1111,6 +1112,7 @@ class _Generator:
             self.make_interactions(conv)
         self.breach()
         self.finish_customers()
+        self.rate_closed()  # last: its draws leave everything generated before it as it was
         demo_id = self.agents[0]["id"]
         for conv in self.conversations:
             for key in [k for k in conv if k.startswith("_")]:
@@ -1658,6 +1660,19 @@ class _Generator:
                     conv["snooze_until"] = eta  # the morning of the date the agent promised
                 else:
                     conv["snooze_until"] = now + timedelta(seconds=rng.uniform(30 * _MIN, 3 * _DAY))
+
+    def rate_closed(self) -> None:
+        """Some closed conversations got a satisfaction score (1-5) in their last message's meta "csat" (the
+        server has no CSAT field; the customer card shows the newest). Mostly good, as in a real center."""
+        rng = self.rng
+        last: dict[str, Row] = {}
+        for row in self.interactions:
+            if row["direction"] != "note":  # notes keep an empty meta
+                last[row["conversation_id"]] = row
+        for conv in self.conversations:
+            if conv["status"] == "closed" and conv["id"] in last and rng.random() < CSAT_RATED:
+                row = last[conv["id"]]
+                row["meta"] = {**row["meta"], "csat": rng.choices((1, 2, 3, 4, 5), (5, 6, 12, 30, 47))[0]}
 
     def breach(self) -> None:
         """Put a fixed share of the open conversations (those old enough to have missed a target) past SLA."""

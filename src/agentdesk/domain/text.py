@@ -58,3 +58,14 @@ def safe_text(text: object, style: str = "", *, one_line: bool = False, limit: i
 
     body = clean_line(text, limit) if one_line else clean(text)
     return Text(body, style=style, no_wrap=one_line, end="")
+
+
+_REPLY_PREFIX = re.compile(r"^\s*re\s*:", re.IGNORECASE)
+
+
+def reply_subject(subject: object) -> str:
+    """ "Re: <subject>" without piling up prefixes; one line (a subject from outside may hold line breaks)."""
+    text = " ".join(str(subject or "").split())
+    if not text:
+        return "Re: your message"
+    return text if _REPLY_PREFIX.match(text) else f"Re: {text}"

@@ -66,6 +66,7 @@ class OutboundJob:
     provider_id: str | None = None  # set on a reconcile when the send had already reported one
     queued_at: datetime | None = None  # when the reply was queued: nothing the provider got before it is this job
     taken_ids: frozenset[str] = frozenset()  # on a reconcile: provider ids other deliveries to this address hold
+    cc: tuple[str, ...] = ()  # email: the agent's Cc addresses (validated by the reply mutation)
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,7 @@ def _job(session: Session, delivery: Delivery, now: datetime, reconcile: bool = 
         agent_name=agent.name if agent else "", attempts=delivery.attempts, claimed_at=now, lease_until=now + LEASE,
         in_reply_to=in_reply_to, references=references, provider_id=delivery.provider_id,
         queued_at=delivery.created_at, taken_ids=_taken_ids(session, delivery) if reconcile else frozenset(),
+        cc=tuple(interaction.meta.get("cc") or ()) if delivery.channel == "email" else (),
     )
 
 

@@ -42,6 +42,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, select
 
 from agentdesk.domain.clock import utcnow
+from agentdesk.domain.identity import normalize_email
 from agentdesk.server import delivery, sla
 from agentdesk.server.changes import (
     begin_write,
@@ -100,11 +101,32 @@ class ConversationArgs(_Args):
     expected_version: int | None = None  # the version the agent saw: reject if the conversation moved on
 
 
+def _cc_address(value: str) -> str:
+    """A Cc address as the relay needs it: one plain ASCII addr-spec (smtplib's envelope is ASCII only)."""
+    address = normalize_email(value)
+    if not address.isascii():
+        raise ValueError(f"{address} has non-ASCII characters, which our mail relay cannot send to")
+    return address
+
+
+MAX_CC = 10
+CcAddress = Annotated[str, StringConstraints(max_length=320), AfterValidator(_cc_address)]
+
+
 class ReplyArgs(ConversationArgs):
     interaction_id: str = Field(pattern=_ID.pattern)  # the client's id for the new interaction
     channel: Literal["phone", "email", "chat", "sms", "whatsapp"]
     text: str = Field(min_length=1, max_length=100_000)
     subject: str | None = Field(default=None, max_length=1000)
+    cc: list[CcAddress] | None = Field(default=None, max_length=MAX_CC)  # email replies only
+
+    @model_validator(mode="after")
+    def _cc_on_email(self) -> ReplyArgs:
+        if self.cc and self.channel != "email":
+            raise ValueError("cc applies to email replies only")
+        if self.cc:
+            self.cc = list(dict.fromkeys(self.cc))
+        return self
 
 
 class AssignArgs(ConversationArgs):
@@ -339,6 +361,8 @@ def _add_interaction(ctx: _Ctx, args: ReplyArgs, direction: str) -> None:
         raise Rejected("A call cannot carry a written reply; ask for a callback or reply by SMS.")
     if direction == "outbound" and args.channel == "chat" and conversation.channel != "chat":
         raise Rejected("A chat reply reaches only the visitor of a chat conversation; reply on another channel.")
+    if direction == "note" and args.cc:
+        raise Rejected("An internal note is sent to nobody; it cannot have cc addresses.")
     interaction = Interaction(
         id=args.interaction_id,
         conversation_id=conversation.id,
@@ -348,6 +372,7 @@ def _add_interaction(ctx: _Ctx, args: ReplyArgs, direction: str) -> None:
         author_id=agent.id,
         text=args.text,
         subject=args.subject,
+        meta={"cc": args.cc} if args.cc else {},  # the relay copies them in (delivery._job)
         # Chat replies are stored for the visitor's websocket (server/channels/webchat.py) to carry.
         delivery_status="sent" if direction == "outbound" else None,
         occurred_at=now,

@@ -18,6 +18,7 @@ from typing import Any
 
 from agentdesk.domain.clock import to_iso, utcnow
 from agentdesk.store.schema import (
+    FTS_DROP,
     INDEXES,
     LOCAL_TABLES,
     MIGRATIONS,
@@ -25,35 +26,9 @@ from agentdesk.store.schema import (
     SCHEMA_VERSION,
     mirror_ddl,
 )
-
-
-@dataclass(frozen=True)
-class QueueRow:
-    id: str
-    channel: str
-    status: str
-    priority: str
-    customer_id: str
-    customer_name: str
-    preview: str
-    last_message_at: str
-    sla_due: str | None
-    assignee_id: str | None
-
-
-@dataclass(frozen=True)
-class TimelineItem:
-    id: str
-    conversation_id: str
-    channel: str
-    direction: str
-    author_name: str | None
-    text: str
-    subject: str | None
-    meta: dict[str, Any]
-    delivery_status: str | None
-    occurred_at: str
-    outbox_state: str | None  # queued | sending | failed while the item waits in the outbox
+from agentdesk.store import queue as queue_views
+from agentdesk.store.queue import QueueRow, QueueView  # noqa: F401 - QueueRow is imported from here too
+from agentdesk.store.timeline import CustomerTimeline, TimelineItem  # noqa: F401 - TimelineItem re-exported
 
 
 @dataclass(frozen=True)
@@ -71,12 +46,16 @@ class TransferTarget:
     agent_name: str | None = None
 
 
+NOTE_DRAFT = "note"  # the drafts table's channel for an internal note being written (a note goes to no channel)
+
 # How a rejected mutation is announced: "<this>: <the server's reason>".
 REJECTED = {
     "reply": "Not sent", "note": "Note not saved", "assign": "Not assigned", "unassign": "Not unassigned",
     "transfer": "Not transferred", "set_status": "Status not changed", "snooze": "Not snoozed",
     "set_priority": "Priority not changed", "tag": "Tag not added", "untag": "Tag not removed",
     "retry_delivery": "Not sent again", "set_disposition": "Disposition not saved", "request_callback": "No callback",
+    "edit_customer": "Customer not saved", "merge_customers": "Not merged", "unmerge": "Merge not undone",
+    "dismiss_suggestion": "Suggestion not dismissed",
 }  # fmt: skip
 
 
@@ -107,10 +86,15 @@ def _hand_down(db: sqlite3.Connection, table: str, key: str, column: str, value:
 
 
 def _run_script(db: sqlite3.Connection, script: str) -> None:
-    """executescript() would COMMIT the open transaction; run the statements inside it instead."""
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
+    """executescript() would COMMIT the open transaction; run the statements inside it instead (a trigger's
+    body holds semicolons: pieces are joined until SQLite calls the statement complete)."""
+    statement = ""
+    for piece in script.split(";"):
+        statement += piece + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \t\n;"):
+                db.execute(statement)
+            statement = ""
 
 
 class Cache:
@@ -189,6 +173,7 @@ class Cache:
     def reset_mirror(self) -> None:
         """Forget the server's data (kept: outbox, drafts, notices), so the next sync bootstraps afresh."""
         with self.write() as db:
+            _run_script(db, FTS_DROP)  # built again after the next bootstrap
             for table in MIRROR_TABLES:
                 db.execute(f"DELETE FROM {table}")
             db.execute("DELETE FROM sync_state WHERE key IN ('cursor', 'bootstrapped') OR key LIKE 'bootstrap.%'")
@@ -236,34 +221,12 @@ class Cache:
 
     # --- the desk's reads -------------------------------------------------------------------------
 
-    def _queue_where(self, me: Identity) -> tuple[str, list[Any]]:
-        teams = ", ".join("?" for _ in me.team_ids) or "NULL"
-        return (
-            f"c.status IN ('open', 'pending') AND (c.assignee_id = ? OR (c.assignee_id IS NULL AND c.team_id IN ({teams})))",
-            [me.agent_id, *me.team_ids],
-        )
+    def queue_count(self, me: Identity, view: QueueView | None = None) -> int:
+        """How many conversations a queue view lists (store/queue.py); by default mine and unassigned in my teams."""
+        return queue_views.count(self.db, me, view or QueueView("inbox"))
 
-    def queue_count(self, me: Identity) -> int:
-        where, params = self._queue_where(me)
-        return self.db.execute(f"SELECT count(*) FROM conversations c WHERE {where}", params).fetchone()[0]
-
-    def queue(self, me: Identity, offset: int = 0, limit: int = 100) -> list[QueueRow]:
-        """This agent's queue (mine and unassigned in my teams), most urgent SLA first."""
-        where, params = self._queue_where(me)
-        rows = self.db.execute(
-            f"""
-            SELECT c.id, c.channel, c.status, c.priority, c.customer_id, coalesce(cu.display_name, '?'),
-                   (SELECT i.text FROM interactions i WHERE i.conversation_id = c.id
-                     ORDER BY i.occurred_at DESC LIMIT 1),
-                   c.last_message_at, c.sla_due, c.assignee_id
-            FROM conversations c LEFT JOIN customers cu ON cu.id = c.customer_id
-            WHERE {where}
-            ORDER BY c.sla_due IS NULL, c.sla_due, c.last_message_at DESC, c.id
-            LIMIT ? OFFSET ?
-            """,
-            [*params, limit, offset],
-        ).fetchall()
-        return [QueueRow(*row[:6], row[6] or "", *row[7:]) for row in rows]
+    def queue(self, me: Identity, offset: int = 0, limit: int = 100, view: QueueView | None = None) -> list[QueueRow]:
+        return queue_views.rows(self.db, me, view or QueueView("inbox"), offset, limit)
 
     def conversation(self, conversation_id: str) -> dict[str, Any] | None:
         """The conversation's row, with its assignee's and team's names (None where unknown)."""
@@ -310,31 +273,30 @@ class Cache:
         order = ("email", "sms", "whatsapp", "chat", "phone")
         return [c for c in order if c in channels]
 
-    def timeline(self, customer_id: str) -> list[TimelineItem]:
-        """Every interaction of the customer, across all conversations and channels, oldest first."""
-        rows = self.db.execute(
-            """
-            SELECT i.id, i.conversation_id, i.channel, i.direction, a.name, i.text, i.subject, i.meta,
-                   i.delivery_status, i.occurred_at, o.state
-            FROM interactions i
-            LEFT JOIN agents a ON a.id = i.author_id
-            LEFT JOIN outbox o ON o.entity_id = i.id
-            WHERE i.customer_id = ?
-            ORDER BY i.occurred_at, i.id
-            """,
-            (customer_id,),
-        ).fetchall()
-        return [TimelineItem(*r[:7], json.loads(r[7]) if r[7] else {}, *r[8:]) for r in rows]
+    def customer_address(self, customer_id: str, kind: str) -> str | None:
+        """One of the customer's addresses of `kind` (email, phone…), for the composer's To line and templates."""
+        row = self.db.execute(
+            "SELECT address FROM identities WHERE customer_id = ? AND kind = ? ORDER BY id LIMIT 1", (customer_id, kind)
+        ).fetchone()
+        return row[0] if row else None
+
+    def timeline(self, customer_id: str) -> CustomerTimeline:
+        """The customer's merged timeline, across all conversations and channels, read a window at a time
+        (store/timeline.py): `.newest(200)`, `.before(position, 200)`…"""
+        return CustomerTimeline(self.db, customer_id)
 
     # --- local actions: optimistic change + outbox row, in one transaction ------------------------
 
     def queue_interaction(
-        self, me: Identity, conversation_id: str, channel: str, text: str, *, note: bool = False, subject: str | None = None
+        self, me: Identity, conversation_id: str, channel: str, text: str, *, note: bool = False, subject: str | None = None,
+        cc: list[str] | None = None,
     ) -> str:
         """A reply or an internal note: on the timeline now (queued), to the server on the next sync."""
-        args = {"channel": channel, "text": text} | ({"subject": subject} if subject else {})
+        args = {"channel": channel, "text": text} | ({"subject": subject} if subject else {}) | ({"cc": cc} if cc else {})
         kind = "note" if note else "reply"
-        return self._queue_new_interaction(me, conversation_id, kind, args, channel=channel, subject=subject, text=text)
+        return self._queue_new_interaction(
+            me, conversation_id, kind, args, channel=channel, subject=subject, text=text, meta={"cc": cc} if cc else None
+        )
 
     def queue_callback(self, me: Identity, conversation_id: str, note: str = "") -> str:
         """Ask the voice provider to call the customer back: an outbound call on the timeline, queued."""
@@ -365,7 +327,8 @@ class Cache:
             undo = {"table": "interactions", "id": interaction_id, "before": None}  # a new row: delete it
             self._queue_mutation(db, kind, {"conversation_id": conversation_id, "interaction_id": interaction_id, **args}, undo)
             if kind in ("reply", "note"):  # what the agent typed has left: its draft goes in the same transaction
-                db.execute("DELETE FROM drafts WHERE conversation_id = ? AND channel = ?", (conversation_id, channel))
+                draft = NOTE_DRAFT if kind == "note" else channel
+                db.execute("DELETE FROM drafts WHERE conversation_id = ? AND channel = ?", (conversation_id, draft))
         return interaction_id
 
     def queue_conversation_change(self, conversation_id: str, kind: str, args: dict[str, Any], changes: dict[str, Any]) -> str:

@@ -68,6 +68,64 @@ def mirror_ddl() -> str:
     return "\n".join(table_ddl(table) for table in MIRROR_TABLES)
 
 
+# The customer card's lookups (store/customers.py): a customer's conversations, merge suggestions, and
+# their rated messages (partial: only the few interactions whose meta holds a "csat"; the query repeats
+# the index's WHERE term word for word so SQLite can use it).
+CARD_INDEXES = """
+CREATE INDEX IF NOT EXISTS conversations_customer ON conversations (customer_id, status);
+CREATE INDEX IF NOT EXISTS interactions_csat ON interactions (customer_id, occurred_at) WHERE meta LIKE '%"csat"%';
+CREATE INDEX IF NOT EXISTS merge_suggestions_customer ON merge_suggestions (customer_id);
+CREATE INDEX IF NOT EXISTS merge_suggestions_other ON merge_suggestions (other_id);
+"""
+
+def _fts_ddl(table: str, columns: tuple[str, ...]) -> str:
+    """An external-content FTS5 index over a mirror table (the text stays only in the table), filled once,
+    and the triggers that keep it current. The BEFORE INSERT trigger drops the index entry of a row an
+    `INSERT OR REPLACE` (every pull page) is about to replace: REPLACE's own delete fires no delete trigger
+    (recursive_triggers is off, SQLite's default). detail=full keeps phrases (an address, "quoted words");
+    columnsize=0 skips the per-row size table (bm25 ranking is not used); a 16 MB hashsize makes the
+    one-off build flush fewer, larger segments (fewer merges)."""
+    fts, cols = f"{table}_fts", ", ".join(columns)
+    old, new = ", ".join(f"old.{c}" for c in columns), ", ".join(f"new.{c}" for c in columns)
+    drop = f"INSERT INTO {fts}({fts}, rowid, {cols})"
+    return f"""
+CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5({cols}, content='{table}', content_rowid='rowid',
+    detail=full, columnsize=0, tokenize='unicode61 remove_diacritics 2');
+CREATE TRIGGER IF NOT EXISTS {fts}_replace BEFORE INSERT ON {table} BEGIN
+    {drop} SELECT 'delete', rowid, {cols} FROM {table} WHERE id = new.id;
+END;
+CREATE TRIGGER IF NOT EXISTS {fts}_insert AFTER INSERT ON {table} BEGIN
+    INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new});
+END;
+CREATE TRIGGER IF NOT EXISTS {fts}_delete AFTER DELETE ON {table} BEGIN
+    {drop} VALUES ('delete', old.rowid, {old});
+END;
+CREATE TRIGGER IF NOT EXISTS {fts}_update AFTER UPDATE OF {cols} ON {table} BEGIN
+    {drop} VALUES ('delete', old.rowid, {old});
+    INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new});
+END;
+INSERT INTO {fts}({fts}, rank) SELECT 'hashsize', 16777216 WHERE NOT EXISTS (SELECT 1 FROM sync_state WHERE key = 'search.built');
+INSERT INTO {fts}({fts}) SELECT 'rebuild' WHERE NOT EXISTS (SELECT 1 FROM sync_state WHERE key = 'search.built');
+"""
+
+
+# Full-text search (store/search.py), built after the bootstrap load; 'search.built' marks it filled, so a
+# second run (a reload after an upgrade) does not rebuild an index the triggers kept current. The address
+# index serves from:+1415… (a prefix range).
+FTS_SEARCH = (
+    _fts_ddl("interactions", ("text", "subject"))
+    + _fts_ddl("customers", ("display_name",))
+    + _fts_ddl("identities", ("address",))
+    + "CREATE INDEX IF NOT EXISTS identities_address ON identities (address);"
+    + "INSERT OR REPLACE INTO sync_state (key, value) VALUES ('search.built', '1');"
+)
+FTS_TABLES = ("interactions", "customers", "identities")
+# Forgetting the mirror drops the index first: a million delete triggers would cost more than the rebuild.
+FTS_DROP = "".join(
+    f"DROP TRIGGER IF EXISTS {t}_fts_{k}; " for t in FTS_TABLES for k in ("replace", "insert", "delete", "update")
+) + "".join(f"DROP TABLE IF EXISTS {t}_fts; " for t in FTS_TABLES) + "DELETE FROM sync_state WHERE key = 'search.built';"
+
+
 # Upgrades of an existing cache file, by the version they lead to: the SQL to run (outbox, drafts and sync
 # state are kept), and the mirror tables whose new columns only the server can fill, so they are loaded again.
 MIGRATIONS: dict[int, tuple[str, tuple[str, ...]]] = {
@@ -84,15 +142,23 @@ MIGRATIONS: dict[int, tuple[str, tuple[str, ...]]] = {
     ),
     3: (
         table_ddl("merge_suggestions")
-        + "CREATE TABLE IF NOT EXISTS seen (conversation_id TEXT PRIMARY KEY, last_message_at TEXT);",
+        + "CREATE TABLE IF NOT EXISTS seen (conversation_id TEXT PRIMARY KEY, last_message_at TEXT);"
+        + CARD_INDEXES
+        + FTS_SEARCH,
         ("merge_suggestions",),
     ),
 }
 
 INDEXES = """
-CREATE INDEX IF NOT EXISTS conversations_queue ON conversations (status, assignee_id, sla_due);
+DROP INDEX IF EXISTS conversations_queue;
+-- The queue (store/queue.py): a count reads its tab's range of queue_counts; a window walks the sort's index
+-- in display order and stops after it. Each carries the columns tabs and filters test, so neither reads rows.
+CREATE INDEX IF NOT EXISTS queue_counts ON conversations (status, assignee_id, team_id, channel, priority, sla_due, last_message_at, id, tags);
+CREATE INDEX IF NOT EXISTS queue_sla ON conversations (ifnull(sla_due, '~'), last_message_at DESC, id, status, team_id, assignee_id, channel, priority, sla_due, tags);
+CREATE INDEX IF NOT EXISTS queue_newest ON conversations (last_message_at, id, status, team_id, assignee_id, channel, priority, tags);
+CREATE INDEX IF NOT EXISTS queue_priority ON conversations (CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'low' THEN 3 ELSE 2 END, ifnull(sla_due, '~'), last_message_at DESC, id, status, team_id, assignee_id, channel, priority, sla_due, tags);
 CREATE INDEX IF NOT EXISTS interactions_conversation ON interactions (conversation_id, occurred_at);
 CREATE INDEX IF NOT EXISTS interactions_customer ON interactions (customer_id, occurred_at);
 CREATE INDEX IF NOT EXISTS identities_customer ON identities (customer_id);
-"""
+""" + CARD_INDEXES + FTS_SEARCH
 

@@ -15,6 +15,10 @@ class AuthRejected(Exception):
     """The server refused the token."""
 
 
+class RequestRejected(ServerUnavailable):
+    """The server understood the request and refused it (4xx): repeating it unchanged will not help."""
+
+
 class ResetRequired(Exception):
     """The cache is older than the server's change history (compacted): it must bootstrap again."""
 
@@ -43,9 +47,9 @@ class SyncClient:
             timeout=httpx.Timeout(self.http.timeout.connect, read=read_timeout),
         )
 
-    def _call(self, method: str, path: str, **kw: Any) -> Any:
+    def _call(self, method: str, path: str, *, http: httpx.Client | None = None, **kw: Any) -> Any:
         try:
-            response = self.http.request(method, path, **kw)
+            response = (http or self.http).request(method, path, **kw)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ServerUnavailable(f"{self.http.base_url} unreachable ({type(exc).__name__})") from exc
         if response.status_code == 401:
@@ -53,7 +57,10 @@ class SyncClient:
         if response.status_code == 410:
             raise ResetRequired(_detail(response))
         if response.status_code >= 400:
-            raise ServerUnavailable(f"{method} {path} answered {response.status_code}: {response.text[:200]}")
+            error = RequestRejected if response.status_code < 500 and response.status_code != 429 else ServerUnavailable
+            raise error(f"{method} {path} answered {response.status_code}: {response.text[:200]}")
+        if response.status_code == 204:
+            return None
         try:
             return response.json()
         except ValueError as exc:
@@ -70,6 +77,15 @@ class SyncClient:
 
     def push(self, mutations: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self._call("POST", "/api/v1/sync/push", json={"mutations": mutations})["results"]
+
+    # Presence (sync/presence.py posts these from a thread of its own, hence `http`: that thread's client).
+
+    def set_presence(self, status: str, viewing: str | None, *, http: httpx.Client | None = None, timeout: float | None = None) -> dict[str, Any]:
+        extra = {"timeout": timeout} if timeout is not None else {}
+        return self._call("POST", "/api/v1/presence", http=http, json={"status": status, "viewing": viewing}, **extra)
+
+    def typing(self, conversation_id: str, *, http: httpx.Client | None = None) -> None:
+        self._call("POST", "/api/v1/typing", http=http, json={"conversation_id": conversation_id})
 
 
 def _detail(response: httpx.Response) -> str:

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from agentdesk.domain.clock import utcnow
 from agentdesk.store.cache import Cache
+from agentdesk.store.presence import newly_assigned
 from agentdesk.store.schema import MIRROR_TABLES
 from agentdesk.sync.client import AuthRejected, ResetRequired, ServerUnavailable, SyncClient
 from agentdesk.sync.live import LiveStream, Presence
+from agentdesk.sync.presence import Announcer
 
 BOOTSTRAP_PAGE = 10000  # rows per bootstrap request: few round trips, bounded memory
 
@@ -35,6 +37,7 @@ class SyncStatus:
     notices: list[str] = field(default_factory=list)
     live: bool = False  # the live stream is up: changes arrive as they happen, not at the next poll
     presence: Presence = field(default_factory=Presence)  # the engine's own, kept current by the stream
+    assigned: list[str] = field(default_factory=list)  # conversations a pull newly assigned to the agent
 
 
 class SyncEngine:
@@ -68,6 +71,8 @@ class SyncEngine:
         self._poked_seq = -1  # the newest seq the server poked about
         self._pulled_seq = -1  # a pull that began after that poke has finished: the cache has everything to here
         self._identity_checked = False
+        self._assigned: list[str] = []  # newly assigned by pulls since the last report
+        self.announcer: Announcer | None = None  # started by the desk's first presence call (not by `agentdesk sync`)
         self.status = SyncStatus(presence=self.presence)
 
     def start(self) -> None:
@@ -80,8 +85,28 @@ class SyncEngine:
         """Something local changed (or the agent asked): sync now rather than at the next tick."""
         self._wake.set()
 
+    # --- presence: thread-safe, return at once; sync/presence.py posts from a thread of its own -----------
+
+    def _announcer(self) -> Announcer:
+        if self.announcer is None:
+            self.announcer = Announcer(self.client)
+            self.announcer.start()
+        return self.announcer
+
+    def set_availability(self, status: str) -> None:
+        """available | away: what routing obeys (the first call starts announcing presence)."""
+        self._announcer().set_status(status)
+
+    def set_viewing(self, conversation_id: str | None) -> None:
+        self._announcer().set_viewing(conversation_id)
+
+    def typing(self, conversation_id: str) -> None:
+        self._announcer().typing(conversation_id)
+
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the loop to finish and wait for it (a request in flight ends at its timeout)."""
+        if self.announcer is not None:
+            self.announcer.stop()  # says `offline` (best effort, about a second at most)
         self._stop.set()
         self._wake.set()
         if self._stream is not None:
@@ -104,6 +129,8 @@ class SyncEngine:
                 self._wake.clear()  # before the round, so a poke that comes during it runs another
                 try:
                     self.sync_once(cache)
+                    if failures and self.announcer is not None:
+                        self.announcer.resend()  # the server is back: tell it where we are
                     failures = 0
                 except (ServerUnavailable, AuthRejected) as exc:
                     failures += 1
@@ -148,6 +175,8 @@ class SyncEngine:
         # Up: pull once (pokes sent while the stream was down are gone) and report `live`. Down: fall back to
         # the poll interval now rather than at the end of the long live-mode wait.
         self._live_up = up
+        if up and self.announcer is not None:
+            self.announcer.resend()  # a server that lost our stream for long marked us offline
         self._wake.set()
 
     def sync_once(self, cache: Cache) -> None:
@@ -208,6 +237,8 @@ class SyncEngine:
         applied = 0
         while True:
             page = self.client.pull(cache.state("cursor") or "", self.page_size)
+            if me := cache.identity():
+                self._assigned += newly_assigned(cache, page["changes"], me.agent_id)
             applied += cache.apply_changes(page["changes"], page["cursor"])
             if not page["has_more"]:
                 return applied > 0
@@ -221,8 +252,13 @@ class SyncEngine:
             bootstrapping=changes.get("bootstrapping"),  # type: ignore[arg-type]
             error=changes.get("error"),  # type: ignore[arg-type]
             notices=cache.take_notices(),
+            assigned=self._take_assigned(),
             live=self._live_up,
             presence=self.presence,
         )
         self.status = status
         self.on_status(status)
+
+    def _take_assigned(self) -> list[str]:
+        assigned, self._assigned = self._assigned, []
+        return assigned

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -17,24 +18,31 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import Footer, Select, Static, TextArea
+from textual.widgets import Footer, Static, TextArea
 
 from agentdesk.config.keymap import DEFAULT_KEYMAP, KeySpec
 from agentdesk.config.models import parse_key_list
 from agentdesk.domain.clock import to_iso, utcnow
 from agentdesk.domain.text import clean, clean_line, safe_text
+from agentdesk.store import queue as queue_store
 from agentdesk.store.cache import Cache, Identity, QueueRow, TransferTarget
+from agentdesk.store.queue import QueueView
 from agentdesk.sync.engine import SyncEngine, SyncStatus
 from agentdesk.tui.choices import DISPOSITIONS, PRIORITIES, SNOOZE_HINT, reply_channels, parse_snooze, parse_tag, retagged, snooze_presets, tags_of
+from agentdesk.tui import layout, themes
 from agentdesk.tui.render import CHANNEL_NAME, PRIORITY_STYLE, channel_label, conversation_facts, span, target_label
+from agentdesk.tui import presence as desk_presence
+from agentdesk.tui.screens.confirm import ConfirmModal
 from agentdesk.tui.screens.help import HelpScreen
 from agentdesk.tui.screens.pick import PickModal
+from agentdesk.tui.widgets.composer import Answered, Composer, ReplyContext
+from agentdesk.tui import queue_view as queue_ui
 from agentdesk.tui.widgets.queue import QueueList
 from agentdesk.tui.widgets.timeline import Timeline
 
 
 def key_bindings(keymap: Iterable[KeySpec]) -> list[Binding]:
-    return [Binding(s.keys, s.action, s.description, show=s.show, id=s.id) for s in keymap]
+    return [Binding(s.keys, s.action, s.description, show=s.show, id=s.id, priority=s.priority) for s in keymap]
 
 
 def desk_commands():  # noqa: ANN201 - the palette provider, imported when the palette first opens
@@ -60,6 +68,8 @@ class AgentDesk(App[None]):
     TITLE = "agentdesk"
     BINDINGS = key_bindings(DEFAULT_KEYMAP)  # rebound by id from the client TOML via set_keymap
     COMMANDS = App.COMMANDS | {desk_commands}
+    HORIZONTAL_BREAKPOINTS = layout.HORIZONTAL_BREAKPOINTS  # -narrow / -medium / -wide on each screen (app.tcss)
+    VERTICAL_BREAKPOINTS = layout.VERTICAL_BREAKPOINTS  # -short / -tall
 
     def __init__(
         self,
@@ -70,19 +80,28 @@ class AgentDesk(App[None]):
         keymap: Mapping[str, str] | None = None,
         theme: str | None = None,
         clock: Callable[[], datetime] = utcnow,
+        bell_on_assignment: bool = True,
+        canned: Iterable[Any] = (),
     ) -> None:
         super().__init__()
+        self.canned = list(canned)  # [[canned]] responses from the client TOML, for the composer
         self.cache = Cache(cache_path)
+        self.bell_on_assignment = bell_on_assignment
+        self.availability = desk_presence.saved_availability(self.cache)  # available | away, kept across restarts
+        self.collisions = desk_presence.CollisionWatch()
+        self._send_anyway = False  # the agent confirmed a send over a collision
         self.me = me
         self.engine = engine
         self.clock = clock
         self.sync_status = SyncStatus(online=engine is None)
         self.open_row: QueueRow | None = None
         self.open_state: dict[str, Any] | None = None  # the open conversation's row as the cache has it now
+        self.queue_view = QueueView()  # tab, filters and sort of the queue (store/queue.py)
         self._draft_timer: Timer | None = None
         # Textual matches key names ("question_mark"), so a "?" from the file or the defaults is named first.
         self.keys_by_id = {s.id: ",".join(parse_key_list((keymap or {}).get(s.id, s.keys))) for s in DEFAULT_KEYMAP}
         self.set_keymap(self.keys_by_id)
+        themes.install(self)  # the high-contrast theme, readable colours on light themes
         if theme:
             self.theme = theme
 
@@ -97,22 +116,24 @@ class AgentDesk(App[None]):
             with Vertical(id="conversation-pane"):
                 yield Static(id="timeline-title")
                 yield Static(id="conversation-facts")
+                yield Static(id="conversation-presence")  # shown only while other agents are here
                 yield Timeline(id="timeline")
-                with Vertical(id="composer"):
-                    with Horizontal(id="composer-bar"):
-                        yield Select([], id="channel", allow_blank=True, prompt="Channel")
-                        yield Static(id="composer-hint")
-                    yield TextArea(id="reply", soft_wrap=True, show_line_numbers=False)
+                yield Composer(self.canned, id="composer")
         yield Footer()
 
     def on_mount(self) -> None:
+        themes.follow_theme(self)
         queue = self.query_one(QueueList)
         queue.now = self.clock
+        queue.me = self.me.agent_id
         queue.focus()
+        self.queue_view = self.starting_view()
         if self.engine is not None:
             # post_message is thread-safe and never blocks the sync thread on the UI
             self.engine.on_status = lambda status: self.post_message(SyncStatusChanged(status))
+            self.engine.on_live = lambda kind, data: self.post_message(desk_presence.PresenceEvent())
             self.engine.start()
+            self.engine.set_availability(self.availability)  # routing assigns work from now on (unless away)
             self.sync_status = self.engine.status
         self.refresh_data()
         self.refresh_status()
@@ -124,38 +145,86 @@ class AgentDesk(App[None]):
 
     # --- data into widgets ------------------------------------------------------------------------
 
+    # --- queue: tabs, filters, sort, unread and viewing markers (store/queue.py, tui/queue_view.py) ---------
+
     def _fetch_queue(self, offset: int, limit: int) -> list[QueueRow]:
-        return self.cache.queue(self.me, offset, limit)
+        return queue_store.rows(self.cache.db, self.me, self.queue_view, offset, limit)
 
     def _count_queue(self) -> int:
-        return self.cache.queue_count(self.me)
+        return queue_store.count(self.cache.db, self.me, self.queue_view)
+
+    def starting_view(self) -> QueueView:
+        """The desk opens on Mine when the agent has work assigned, else on Unassigned: the work to pick up."""
+        mine = queue_store.count(self.cache.db, self.me, QueueView("mine"), cap=1)
+        return QueueView("mine" if mine else "unassigned")
 
     def refresh_queue(self) -> None:
         queue = self.query_one(QueueList)
+        if self.open_row is not None:  # new messages on the open conversation are in sight: they are read
+            self.mark_seen(self.open_row.id)
+        queue.viewed = self.viewed_by_others()
         queue.reload()
-        title = Text.assemble(("Queue ", "bold"), (f"{queue.total:,} open · mine and unassigned", "dim"))
-        self.query_one("#queue-title", Static).update(title)
+        counts = queue_store.tab_counts(self.cache.db, self.me, self.queue_view, queue_ui.COUNT_CAP, current=queue.total)
+        self.query_one("#queue-title", Static).update(queue_ui.TabStrip(counts, self.queue_view))
+
+    def set_queue_view(self, view: QueueView) -> None:
+        """Show another tab, filter or sort: from its top, opening nothing new until the agent moves."""
+        self.queue_view = view
+        queue = self.query_one(QueueList)
+        queue.cursor = 0
+        queue.scroll_to(y=0, animate=False)
+        self.refresh_queue()
+
+    def action_next_tab(self, delta: int) -> None:
+        self.set_queue_view(self.queue_view.next_tab(delta))
+
+    def action_sort_queue(self) -> None:
+        self.set_queue_view(self.queue_view.next_sort())
+
+    def action_filter_queue(self) -> None:
+        self.push_screen(queue_ui.FilterModal(self.queue_view.filters), self.filter_queue)
+
+    def filter_queue(self, filters: queue_store.Filters | None) -> None:
+        if filters is not None:  # escape keeps the filter; an empty one clears it
+            self.set_queue_view(replace(self.queue_view, filters=filters))
+
+    def mark_seen(self, conversation_id: str) -> None:
+        try:
+            if queue_store.mark_seen(self.cache, conversation_id):
+                self.query_one(QueueList).mark_read(conversation_id)
+        except sqlite3.Error:  # a busy or full disk: the marker stays, nothing else is lost
+            pass
+
+    def viewed_by_others(self) -> frozenset[str]:
+        return frozenset(c for a, c in self.sync_status.presence.viewing().items() if a != self.me.agent_id)
+
+    def queue_keys_apply(self) -> bool:
+        """`tab` cycles the queue's tabs while the queue or the timeline has focus (from the desk or its palette);
+        elsewhere it moves focus as usual (the composer, a picker's input)."""
+        from textual.command import CommandPalette
+
+        desk = self.screen_stack[0]
+        if self.screen is not desk and not isinstance(self.screen, CommandPalette):
+            return False
+        return desk.focused is None or isinstance(desk.focused, (QueueList, Timeline))
 
     def open_conversation(self, row: QueueRow) -> None:
         self._stash_draft()
         self.open_row = row
-        self.refresh_open_timeline()
+        self.mark_seen(row.id)
+        self.announce_viewing()
+        self.refresh_open_timeline(fresh=True)
         self.refresh_header()
-        channels = reply_channels(self.cache.customer_channels(row.customer_id), row.channel)
-        select = self.query_one("#channel", Select)
-        select.set_options([(channel_label(c), c) for c in channels])
-        draft_channel, draft = self.cache.latest_draft(row.id) or (row.channel, "")
-        select.value = draft_channel if draft_channel in channels else channels[0]
-        self.query_one("#reply", TextArea).load_text(draft)
-        self.query_one("#composer-hint", Static).update(Text("ctrl+s sends · escape back to queue", style="dim"))
+        self.load_composer(row)
 
-    def refresh_open_timeline(self) -> str:
-        """Show the open conversation's customer's merged timeline; returns the customer's name."""
+    def refresh_open_timeline(self, fresh: bool = False) -> str:
+        """Show the open conversation's customer's merged timeline; returns the customer's name. The same
+        customer's reloads in place (only its loaded window; the scroll position kept), `fresh` opens anew."""
         if self.open_row is None:
             return ""
         customer = self.cache.customer(self.open_row.customer_id) or {}
         name = customer.get("display_name") or self.open_row.customer_name
-        self.query_one(Timeline).show(name, self.cache.timeline(self.open_row.customer_id))
+        self.query_one(Timeline).show(name, self.cache.timeline(self.open_row.customer_id), fresh=fresh)
         return name
 
     def refresh_header(self) -> None:
@@ -187,22 +256,20 @@ class AgentDesk(App[None]):
         s = self.sync_status
         state = ("● online", "green") if s.online else ("○ offline", "red")
         parts: list[tuple[str, str] | Text] = [("agentdesk", "bold"), ("  ", ""), safe_text(self.me.agent_name, "bold"), ("  ", ""), state]
+        parts += [("  · ", "dim"), desk_presence.availability_label(self.availability)]
         if s.online and s.live:
             parts.append(("  · live", "green"))
-            if self.open_row is not None:  # read afresh at each paint: the stream updates it between reports
-                viewers, typists = s.presence.here(self.open_row.id, self.me.agent_id)
-                if typists or viewers:
-                    parts.append((f"  · {len(typists)} typing" if typists else f"  · {len(viewers)} viewing", "cyan"))
         parts.append((f"  · {s.outbox} queued", "yellow" if s.outbox else "dim"))
         if s.bootstrapping:
             parts.append((f"  · loading {s.bootstrapping}", "cyan"))
         elif s.last_sync:
-            parts.append((f"  · synced {span((utcnow() - s.last_sync).total_seconds())} ago", "dim"))
+            parts.append((f"  · synced {span((self.clock() - s.last_sync).total_seconds())} ago", "dim"))
         if s.error and not s.online:
             parts.append(("  · ", "dim"))
             parts.append(safe_text(s.error, "red", one_line=True, limit=60))
         parts.append((f"  · {self.clock().astimezone():%H:%M}", "dim"))
         self.query_one("#status", Static).update(Text.assemble(*parts))
+        self.refresh_presence()  # typing fades after a few seconds: the 1 s tick takes it away
 
     def on_sync_status_changed(self, message: SyncStatusChanged) -> None:
         status = self.sync_status = message.status
@@ -212,6 +279,8 @@ class AgentDesk(App[None]):
             self.notify(clean(notice), severity="warning", timeout=8, markup=False)
         if status.changed:  # not per bootstrap page: the first load finishes sooner without repaints
             self.refresh_data()
+        if status.assigned:
+            self.announce_assignments(status.assigned)
         self.refresh_status()
 
     def refresh_data(self) -> None:
@@ -232,6 +301,7 @@ class AgentDesk(App[None]):
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         """Autosave the draft a moment after typing stops."""
+        self.note_typing(event.text_area)
         if self._draft_timer is not None:
             self._draft_timer.stop()
         self._draft_timer = self.set_timer(DRAFT_DEBOUNCE, self._stash_draft)
@@ -256,40 +326,85 @@ class AgentDesk(App[None]):
         self.query_one(QueueList).focus()
 
     def action_send_reply(self) -> None:
-        reply = self.query_one("#reply", TextArea)
-        text = reply.text.strip()
-        if self.open_row is None or not text:
-            self.notify("Nothing to send: pick a conversation and write a reply first.", severity="warning")
+        if self.collision_check():
             return
-        channel = self._channel()
+        composer = self.query_one(Composer)
         try:
-            self.cache.queue_interaction(self.me, self.open_row.id, channel, text)
+            out = composer.outgoing()
+        except ValueError as exc:  # nothing written, or a Cc that is not an address
+            self.notify(str(exc), severity="warning", markup=False)
+            return
+        if self.open_row is None:
+            return
+        try:
+            self.cache.queue_interaction(
+                self.me, self.open_row.id, out.channel, out.text, note=out.note, subject=out.subject, cc=out.cc or None
+            )
         except (sqlite3.Error, OSError) as exc:  # e.g. a full disk: the text stays in the composer
             self.notify(f"Could not queue the reply: {exc}", severity="error", timeout=15, markup=False)
             return
-        reply.clear()
+        composer.clear()
         self.refresh_open_timeline()
         self.refresh_status_counts()
         if self.engine is not None:
             self.engine.wake()
-        self.notify(f"Reply queued on {CHANNEL_NAME.get(channel, channel)}.", timeout=3, markup=False)
-
-    def _channel(self) -> str:
-        value = self.query_one("#channel", Select).value
-        return value if isinstance(value, str) else (self.open_row.channel if self.open_row else "email")
+        sent = "Note saved for your team." if out.note else f"Reply queued on {CHANNEL_NAME.get(out.channel, out.channel)}."
+        self.notify(sent, timeout=3, markup=False)
 
     def _stash_draft(self) -> None:
         """Keep the composer's text with the conversation being left, so it never follows the agent."""
         if self.open_row is None or self.closing():
             return
         try:
-            self.cache.save_draft(self.open_row.id, self._channel(), self.query_one("#reply", TextArea).text)
+            composer = self.query_one(Composer)
+            self.cache.save_draft(self.open_row.id, composer.draft_key, composer.text)
         except (sqlite3.Error, OSError) as exc:
             self.notify(f"Could not save the draft: {exc}", severity="error", markup=False)
 
     def refresh_status_counts(self) -> None:
         self.sync_status.outbox = self.cache.outbox_count()
         self.refresh_status()
+
+    # --- composer (tui/widgets/composer.py) ---
+
+    def load_composer(self, row: QueueRow) -> None:
+        channels = reply_channels(self.cache.customer_channels(row.customer_id), row.channel)
+        self.query_one(Composer).load(self.reply_context(row), channels, self.cache.latest_draft(row.id))
+
+    def reply_context(self, row: QueueRow) -> ReplyContext:
+        """The conversation as the composer needs it: names for templates, the address a reply goes to,
+        the customer's latest email (its subject and text to quote)."""
+        customer = self.cache.customer(row.customer_id) or {}
+        latest = self.cache.latest_interaction(row.id, "channel = 'email' AND direction = 'inbound'")
+        answered = Answered(latest["text"] or "", latest["subject"], latest["occurred_at"]) if latest else None
+        wrote_from = json.loads(latest["meta"] or "{}").get("address") if latest else None  # as the server picks it
+        return ReplyContext(
+            conversation_id=row.id, channel=row.channel, subject=(self.open_state or {}).get("subject"),
+            customer_name=customer.get("display_name") or row.customer_name, first_name=customer.get("first_name") or "",
+            email=wrote_from or self.cache.customer_address(row.customer_id, "email"),
+            phone=self.cache.customer_address(row.customer_id, "phone"), agent_name=self.me.agent_name, answered=answered,
+        )
+
+    def on_composer_draft_moved(self, message: Composer.DraftMoved) -> None:
+        """Another channel or note mode, same text: the draft follows it (the old key's copy goes)."""
+        if self.open_row is None:
+            return
+        try:
+            self.cache.save_draft(self.open_row.id, message.old_key, "")
+        except (sqlite3.Error, OSError) as exc:
+            self.notify(f"Could not save the draft: {exc}", severity="error", markup=False)
+        self._stash_draft()
+
+    def action_note_mode(self) -> None:
+        composer = self.query_one(Composer)
+        composer.toggle_note()
+        composer.reply.focus()
+
+    def action_canned(self) -> None:
+        self.query_one(Composer).pick_canned()
+
+    def action_toggle_quote(self) -> None:
+        self.query_one(Composer).toggle_quote()
 
     # --- conversation actions: optimistic change + outbox row (Cache.queue_conversation_change) ---------
 
@@ -413,12 +528,135 @@ class AgentDesk(App[None]):
             return
         self.after_local_change()
 
+    # --- customer card ---
+
+    def action_open_customer(self) -> None:
+        from agentdesk.tui.screens.customer import CustomerScreen  # the card's module loads when first opened
+
+        if self.open_state is not None:
+            self.push_screen(CustomerScreen(self.open_state["customer_id"]))
+
+    # --- search (store/search.py, tui/screens/search.py) ---
+
+    def action_search(self) -> None:
+        from agentdesk.tui.screens.search import SearchScreen  # loads when first opened
+
+        self.push_screen(SearchScreen(self.cache.path), self.open_search_hit)
+
+    def open_search_hit(self, hit: Any) -> None:
+        """Open the hit's conversation (a customer's: their latest) and bring its interaction into view."""
+        if hit is None:
+            return
+        if hit.conversation_id is None or not self.open_conversation_by_id(hit.conversation_id):
+            self.notify("That conversation is no longer in the cache.", severity="warning", markup=False)
+            return
+        timeline = self.query_one(Timeline)
+        timeline.focus()
+        if hit.interaction_id:
+            self.call_after_refresh(timeline.reveal, hit.interaction_id)
+
+    def open_conversation_by_id(self, conversation_id: str) -> bool:
+        """Open any cached conversation, in the queue or not: its queue row is built from the cache."""
+        state = self.cache.conversation(conversation_id)
+        if state is None:
+            return False
+        customer = self.cache.customer(state["customer_id"]) or {}
+        self.open_conversation(QueueRow(
+            state["id"], state["channel"], state["status"], state["priority"] or "normal", state["customer_id"],
+            customer.get("display_name") or "?", "", state["last_message_at"] or "", state["sla_due"], state["assignee_id"],
+            state.get("assignee_name"),
+        ))
+        return True
+
+    # --- timeline (tui/widgets/timeline.py) ---
+
+    def action_timeline_jump(self, delta: int) -> None:
+        self.query_one(Timeline).jump(delta)
+
+    def action_timeline_expand(self) -> None:
+        self.query_one(Timeline).toggle_expanded()
+
     def action_help(self) -> None:
         rows = []
         for spec in DEFAULT_KEYMAP:
             keys = " / ".join(self.get_key_display(Binding(key, "")) for key in self.keys_by_id[spec.id].split(","))
             rows.append((keys, spec.description, spec.help, spec.id))
         self.push_screen(HelpScreen(rows))
+
+    # --- presence: availability, who else is here, collisions, assignments (tui/presence.py) ------------
+
+    def action_toggle_availability(self) -> None:
+        self.availability = desk_presence.toggled(self.availability)
+        try:
+            desk_presence.save_availability(self.cache, self.availability)
+        except (sqlite3.Error, OSError) as exc:  # still switched for this session
+            self.notify(f"Could not keep the availability: {exc}", severity="error", markup=False)
+        if self.engine is not None:
+            self.engine.set_availability(self.availability)
+        self.notify("Available: routing assigns you work." if self.availability == "available"
+                    else "Away: routing leaves new work to others.", timeout=3, markup=False)
+        self.refresh_status()
+
+    def announce_viewing(self) -> None:
+        self.collisions.forget()  # a collision mark belongs to the conversation it was taken on
+        if self.engine is not None:
+            self.engine.set_viewing(self.open_row.id if self.open_row else None)
+
+    def note_typing(self, area: TextArea) -> None:
+        """The agent typed in the reply: tell the others (throttled by the engine) and mark the collision check."""
+        if self.open_row is None or area.id != "reply":
+            return
+        if not area.text.strip():
+            self.collisions.forget()  # sent or emptied: the next reply begins afresh
+            return
+        if not area.has_focus:
+            return  # a draft loading, not the agent typing
+        self.collisions.began_typing(self.cache, self.open_row.id, self.me.agent_id)
+        if self.engine is not None:
+            self.engine.typing(self.open_row.id)
+
+    def on_presence_event(self, _event: desk_presence.PresenceEvent) -> None:
+        self.refresh_presence()
+
+    def refresh_presence(self) -> None:
+        """Who else is viewing or typing on the open conversation, in the line under its header."""
+        if self.closing():
+            return
+        line = Text("")
+        if self.open_row is not None:
+            line = desk_presence.who_is_here(self.cache, self.sync_status.presence, self.open_row.id, self.me.agent_id)
+        widget = self.query_one("#conversation-presence", Static)
+        widget.update(line)
+        self.query_one(QueueList).set_viewed(self.viewed_by_others())  # the queue's "someone's here" markers
+        widget.display = bool(line)
+
+    def collision_check(self) -> bool:
+        """Before a send: True (and a confirm modal) when others wrote since the agent began typing."""
+        if self._send_anyway or self.open_row is None:
+            self._send_anyway = False
+            self.collisions.forget()
+            return False
+        arrivals = self.collisions.arrivals(self.cache, self.open_row.id, self.me.agent_id)
+        if not arrivals:
+            return False
+        question = desk_presence.collision_question(arrivals, self.clock())
+        self.push_screen(ConfirmModal(question, "send anyway", "back to editing"), self.collision_answered)
+        return True
+
+    def collision_answered(self, send: bool | None) -> None:
+        if send:
+            self._send_anyway = True
+            self.action_send_reply()
+        elif self.open_row is not None:  # seen now: warn again only about what comes next
+            self.collisions.forget()
+            self.collisions.began_typing(self.cache, self.open_row.id, self.me.agent_id)
+
+    def announce_assignments(self, conversation_ids: list[str]) -> None:
+        """A pull assigned conversations to the agent (not their own doing): ring and say whose."""
+        if notice := desk_presence.assignment_notice(self.cache, conversation_ids):
+            if self.bell_on_assignment:
+                self.bell()
+            self.notify(notice, title="New assignment", timeout=8, markup=False)
 
     # --- what applies now: footer bindings and palette entries ------------------------------------
 
@@ -434,6 +672,14 @@ class AgentDesk(App[None]):
             return state is not None and state["status"] in allowed_from and state["status"] != wanted
         if action == "snooze":
             return state is not None and state["status"] != "closed"
+        if action == "open_customer":
+            return state is not None
+        if action == "next_tab":
+            return self.queue_keys_apply()
+        if action in ("timeline_jump", "timeline_expand"):
+            return self.open_row is not None
+        if action in ("note_mode", "canned", "toggle_quote"):  # the composer's; each says when it does not apply
+            return self.open_row is not None
         return True
 
     def palette_commands(self, targets: bool) -> list[PaletteCommand]:

@@ -73,7 +73,18 @@ def conversation_facts(conversation: dict[str, Any], me: str, tags: list[str]) -
     parts.append(safe_text(conversation.get("team_name") or "?", one_line=True, limit=30))
     if tags:
         parts.append(safe_text(" ".join(f"#{tag}" for tag in tags), "magenta", one_line=True, limit=60))
-    return Text(" · ", style="dim").join(parts)
+    return dim_joined(parts)
+
+
+def dim_joined(parts: list[Text], separator: str = " · ") -> Text:
+    """Parts between dim separators. (Text(" · ", style="dim").join(parts) dims the whole line: the joined Text
+    takes the separator's style as its base.)"""
+    line = Text()
+    for index, part in enumerate(parts):
+        if index:
+            line.append(separator, style="dim")
+        line.append_text(part)
+    return line
 
 
 def target_label(target: TransferTarget) -> Text:

@@ -21,6 +21,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import TYPE_CHECKING
 
+from agentdesk.domain.text import reply_subject
 from agentdesk.server.delivery import OutboundJob, OutcomeUnknown, SendFailed, Sent
 
 if TYPE_CHECKING:
@@ -29,18 +30,9 @@ if TYPE_CHECKING:
 # CRLF on the wire, and 7-bit bodies (quoted-printable or base64): a relay need not offer 8BITMIME.
 _POLICY = policy.SMTP.clone(cte_type="7bit")
 _WELL_FORMED_ID = re.compile(r"^<[^<>\s]+@[^<>\s]+>$")
-_REPLY_PREFIX = re.compile(r"^\s*re\s*:", re.IGNORECASE)
 UNKNOWN_AFTER_RESTART = (
     "The server stopped while handing this email to the relay; it may or may not have been sent. Retry to send it again."
 )
-
-
-def reply_subject(subject: str | None) -> str:
-    """ "Re: <subject>" without piling up prefixes; one line (a subject from outside may hold line breaks)."""
-    text = " ".join((subject or "").split())
-    if not text:
-        return "Re: your message"
-    return text if _REPLY_PREFIX.match(text) else f"Re: {text}"
 
 
 def message_id(interaction_id: str, our_address: str) -> str:
@@ -61,6 +53,8 @@ class RelaySender:
         msg = EmailMessage(policy=_POLICY)
         msg["From"] = Address(display_name=" ".join(config.from_name.split()), addr_spec=config.address)
         msg["To"] = job.to_address
+        if job.cc:
+            msg["Cc"] = ", ".join(job.cc)
         msg["Subject"] = reply_subject(job.subject)
         msg["Date"] = format_datetime(now or datetime.now(UTC))
         msg["Message-ID"] = message_id(job.interaction_id, config.address)
@@ -88,7 +82,7 @@ class RelaySender:
             raise SendFailed(f"This reply could not be made into an email: {exc}", permanent=True) from None
         relay = self._connect()
         try:
-            self._envelope(relay, job.to_address)
+            self._envelope(relay, job.to_address, job.cc)
             self._data(relay, msg)
         finally:
             _quit(relay)  # not `with`: a failed QUIT after the relay took the message must not undo "sent"
@@ -135,15 +129,17 @@ class RelaySender:
             _close(relay)
             raise SendFailed(f"The mail relay {where} could not be reached: {_describe(exc)}", permanent=False) from None
 
-    def _envelope(self, relay: smtplib.SMTP, to_address: str) -> None:
-        """MAIL FROM and RCPT TO: a 5xx here is the relay refusing for good, a 4xx or a drop is transient."""
+    def _envelope(self, relay: smtplib.SMTP, to_address: str, cc: tuple[str, ...] = ()) -> None:
+        """MAIL FROM and RCPT TO (the customer, then each Cc): a 5xx here is the relay refusing for good, a 4xx
+        or a drop is transient. A refused Cc fails the reply too: its header names them all."""
         try:
             code, said = relay.mail(self.config.address)
             if code != 250:
                 raise _refused(code, said, f"The mail server refused our sender address {self.config.address}")
-            code, said = relay.rcpt(to_address)
-            if code not in (250, 251):
-                raise _refused(code, said, f"The mail server refused the address {to_address}")
+            for address in (to_address, *cc):
+                code, said = relay.rcpt(address)
+                if code not in (250, 251):
+                    raise _refused(code, said, f"The mail server refused the address {address}")
         except (OSError, smtplib.SMTPException) as exc:
             raise SendFailed(f"The mail relay dropped the connection before the message was sent: {_describe(exc)}", permanent=False) from None
         except UnicodeEncodeError:  # smtplib speaks ASCII envelopes only (no SMTPUTF8)

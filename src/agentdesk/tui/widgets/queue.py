@@ -1,8 +1,13 @@
-"""The queue: a virtual list that renders and queries only the visible window of conversations."""
+"""The queue: a virtual list that renders and queries only the visible window of conversations.
+
+A row is two lines:  ● ✉ Email     María López            ◉ 3m     (unread · channel · customer · viewed · age)
+                       Where is my refund?…   you · SLA 12m      (preview · state · assignee · SLA)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 
 from rich.segment import Segment
@@ -14,8 +19,8 @@ from textual.strip import Strip
 
 from agentdesk.domain.clock import utcnow
 from agentdesk.domain.text import safe_text
-from agentdesk.store.cache import QueueRow
-from agentdesk.tui.render import PRIORITY_STYLE, age, channel_label, customer_name, sla
+from agentdesk.store.queue import QueueRow
+from agentdesk.tui.render import PRIORITY_STYLE, STATUS_STYLE, age, channel_label, customer_name, sla
 
 ROW_HEIGHT = 2
 WINDOW = 100  # rows fetched per query
@@ -44,6 +49,8 @@ class QueueList(ScrollView, can_focus=True):
         self.total = 0
         self.cursor = 0
         self.now: Callable[[], datetime] = utcnow
+        self.me: str | None = None  # the agent's id: their own rows say "you"
+        self.viewed: frozenset[str] = frozenset()  # conversations another agent has open (live presence)
 
     def reload(self) -> None:
         """The cache changed: recount, drop the window, keep the cursor on the same conversation."""
@@ -59,6 +66,18 @@ class QueueList(ScrollView, can_focus=True):
         self.cursor = max(0, min(self.cursor, self.total - 1))
         self.virtual_size = Size(self.size.width, self.total * ROW_HEIGHT)
         self.refresh()
+
+    def mark_read(self, conversation_id: str) -> None:
+        """The conversation was opened: drop its unread marker in the rows held, without a query."""
+        for index, row in self._rows.items():
+            if row.id == conversation_id and row.unread:
+                self._rows[index] = replace(row, unread=False)
+                self.refresh()
+
+    def set_viewed(self, viewed: frozenset[str]) -> None:
+        if viewed != self.viewed:
+            self.viewed = viewed
+            self.refresh()
 
     def row(self, index: int) -> QueueRow | None:
         if not 0 <= index < self.total:
@@ -111,17 +130,34 @@ class QueueList(ScrollView, can_focus=True):
         return Strip(segments).crop_extend(0, width, style)
 
     def _first_line(self, row: QueueRow, width: int) -> Text:
-        right = Text(f" {age(row.last_message_at, self.now())} ", style="dim")
-        left = Text(f" {channel_label(row.channel):<10} ", style=PRIORITY_STYLE.get(row.priority, ""))
-        name = customer_name(row.customer_name, limit=max(4, width - left.cell_len - right.cell_len))
-        line = Text.assemble(left, name)
+        unread = Text("●" if row.unread else " ", style="bold cyan")
+        left = Text(f"{channel_label(row.channel):<10} ", style=PRIORITY_STYLE.get(row.priority, ""))
+        viewed = Text("◉ " if row.id in self.viewed else "", style="bold magenta")
+        right = Text.assemble(viewed, (f"{age(row.last_message_at, self.now())} ", "dim"))
+        name = customer_name(row.customer_name, limit=max(4, width - 2 - left.cell_len - right.cell_len))
+        line = Text.assemble(unread, left, name)
         line.truncate(max(0, width - right.cell_len), pad=True)
         return line + right
 
     def _second_line(self, row: QueueRow, width: int) -> Text:
-        due = sla(row.sla_due, self.now())
-        marker = Text(" ● " if row.assignee_id is None else "   ", style="cyan")
-        preview = safe_text(row.preview, "dim", one_line=True, limit=max(4, width - due.cell_len - 5))
-        line = Text.assemble(marker, preview)
-        line.truncate(max(0, width - due.cell_len - 1), pad=True)
-        return line + due + Text(" ")
+        parts = [] if row.status == "open" or width < 40 else [Text(row.status, style=STATUS_STYLE.get(row.status, ""))]
+        parts.append(self._assignee(row))
+        due = sla(row.sla_due, self.now()) if row.status in ("open", "pending") else Text("")
+        if due.cell_len:
+            parts.append(due)
+        right = Text()  # (Text.join would give the whole line the separator's dim style)
+        for part in parts:
+            right.append_text(Text(" · ", style="dim") if right else Text())
+            right.append_text(part)
+        right.append(" ")
+        preview = safe_text(row.preview, "dim", one_line=True, limit=max(4, width - right.cell_len - 4))
+        line = Text.assemble("  ", preview)
+        line.truncate(max(0, width - right.cell_len - 1), pad=True)
+        return line + Text(" ") + right
+
+    def _assignee(self, row: QueueRow) -> Text:
+        if row.assignee_id is None:
+            return Text("unassigned", style="cyan")
+        if row.assignee_id == self.me:
+            return Text("you", style="bold")
+        return safe_text(row.assignee_name or "someone", one_line=True, limit=max(6, min(16, self.size.width // 4)))
