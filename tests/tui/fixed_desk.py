@@ -120,6 +120,7 @@ def build_cache(path: Path) -> Path:
                 "sla_due": None if sla_hours is None else at(hours=sla_hours), "snooze_until": None, "tags": json.dumps(tags),
                 "created_at": at(days=-3), "updated_at": last_message[conv], "last_message_at": last_message[conv], "version": 1,
             })  # fmt: skip
+        cache.finish_bootstrap("")  # as after a first sync: indexes and the search index built
     finally:
         cache.close()
     return path

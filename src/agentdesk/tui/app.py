@@ -215,6 +215,7 @@ class AgentDesk(App[None]):
         self.announce_viewing()
         self.refresh_open_timeline(fresh=True)
         self.refresh_header()
+        self.refresh_presence()  # who else is on this one, in the same frame
         self.load_composer(row)
 
     def refresh_open_timeline(self, fresh: bool = False) -> str:

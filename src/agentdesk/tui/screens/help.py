@@ -16,7 +16,7 @@ from textual.widgets import Static
 class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
-    HelpScreen > VerticalScroll { width: 100; max-width: 95%; height: auto; max-height: 90%; border: thick $accent; background: $surface; padding: 0 1; }
+    HelpScreen > VerticalScroll { width: 150; max-width: 95%; height: auto; max-height: 90%; border: thick $accent; background: $surface; padding: 0 1; }
     """
     BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
 
@@ -27,8 +27,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         table = Table(box=None, expand=True, show_edge=False, header_style="bold")
-        for name in ("key", "action", "does", "binding id"):
-            table.add_column(name)
+        for name in ("key", "action", "does", "binding id"):  # one line per binding, so the whole list fits
+            table.add_column(name, no_wrap=True, overflow="ellipsis", ratio=3 if name == "does" else None)
         for keys, title, does, binding_id in self.rows:
             table.add_row(Text(keys, "bold cyan"), Text(title), Text(does), Text(binding_id, "dim"))
         with VerticalScroll():

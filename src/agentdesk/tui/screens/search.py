@@ -206,7 +206,7 @@ class SearchScreen(ModalScreen["SearchHit | None"]):
             return Text(HINT, style="dim")
         if not results:
             return Text("No matches.", style="dim")
-        count = f"{len(results)}{'+' if results.has_more else ''} matches"
+        count = f"{len(results)}{'+' if results.has_more else ''} {'match' if len(results) == 1 and not results.has_more else 'matches'}"
         order = "newest first" if results.newest_first else "many matches, most recently synced first: add words to narrow"
         return Text(f"{count} · {order} · ↑↓ move · enter opens · escape closes", style="dim")
 

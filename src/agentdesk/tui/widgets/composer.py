@@ -143,6 +143,8 @@ class Composer(Vertical):
         self.note_mode = False
         self._draft_key = ""
         self._quote: str | None = None  # the quote block this composer appended, while it is in the text
+        self._channels: list[str] | None = None  # what the widgets show now, so load() changes only what differs
+        self._shown: dict[str | None, tuple] = {}
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="composer-bar"):
@@ -192,23 +194,28 @@ class Composer(Vertical):
         return self.channel == "email" and not self.note_mode
 
     def load(self, context: ReplyContext, channels: list[str], draft: tuple[str, str] | None) -> None:
-        """Show the conversation's composer: its channels, and its draft (a note draft opens note mode)."""
+        """Show the conversation's composer: its channels, and its draft (a note draft opens note mode).
+
+        Runs on every move through the queue, so it only touches what differs: each widget update asks
+        Textual for a restyle or a relayout of the screen."""
         self.context = context
         key, text = draft or (context.channel, "")
         self.note_mode = key == NOTE_DRAFT
         select = self.query_one("#channel", Select)
-        select.set_options([(channel_label(c), c) for c in channels])
+        if channels != self._channels:
+            self._channels = list(channels)
+            select.set_options([(channel_label(c), c) for c in channels])
         wanted = key if key in channels else (context.channel if context.channel in channels else None)
-        if wanted or channels:
+        if (wanted or channels) and select.value != (wanted or channels[0]):
             select.value = wanted or channels[0]
         self._draft_key = self.draft_key
         self._quote = None
-        self.reply.load_text(text)
+        if self.reply.text != text:
+            self.reply.load_text(text)
         self.query_one("#subject", Input).value = self._prefilled_subject()
         self.query_one("#cc", Input).value = ""
-        self.query_one("#email-to", Static).update(
-            safe_text(context.email, one_line=True) if context.email else Text("no email address on file", style="red")
-        )
+        to = safe_text(context.email, one_line=True) if context.email else Text("no email address on file", style="red")
+        self._show(self.query_one("#email-to", Static), to)
         self.refresh_mode()
 
     def outgoing(self) -> Outgoing:
@@ -256,8 +263,7 @@ class Composer(Vertical):
     def refresh_mode(self) -> None:
         """Border, label, email fields and counter for the mode and channel now."""
         self.set_class(self.note_mode, "-note")
-        label = Text("Internal note", style="bold") if self.note_mode else Text("Reply")
-        self.query_one("#composer-mode", Static).update(label)
+        self._show(self.query_one("#composer-mode", Static), Text("Internal note", style="bold") if self.note_mode else Text("Reply"))
         self.set_class(self.is_email, "-email")
         self.refresh_counter()
 
@@ -269,7 +275,14 @@ class Composer(Vertical):
         else:
             quote = " · ctrl+o quote" if self.is_email else ""
             line = Text(f"ctrl+s send{quote} · ctrl+t canned · ctrl+n note", style="dim")
-        self.query_one("#composer-hint", Static).update(line)
+        self._show(self.query_one("#composer-hint", Static), line)
+
+    def _show(self, static: Static, text: Text) -> None:
+        """Update a one-line Static only when its text changes (an update asks for a relayout)."""
+        shown = (text.plain, str(text.style), tuple(text.spans))  # Text's own == ignores its style
+        if self._shown.get(static.id) != shown:
+            self._shown[static.id] = shown
+            static.update(text)
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         self.add_class("-writing")
