@@ -9,6 +9,7 @@ import uuid
 import httpx
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from agentdesk.server.pull_pages import SharedPages
 
@@ -36,7 +37,7 @@ async def test_a_commit_or_a_newer_seq_makes_the_page_stale():
     hub, engine = Hub(), sa.create_engine("sqlite://")
     pages = SharedPages(hub)
     stop = pages.watch(engine)
-    answers = iter(["first", "after commit", "after poke", "unwatched"])
+    answers = iter(["first", "after commit", "after poke", "after session commit"])
     compute = lambda: next(answers)  # noqa: E731
     assert await pages.get("k", compute) == "first"
     assert await pages.get("k", compute) == "first"
@@ -46,7 +47,23 @@ async def test_a_commit_or_a_newer_seq_makes_the_page_stale():
     hub.seq = 7  # another process's commit, seen by the hub
     assert await pages.get("k", compute) == "after poke"
     assert await pages.get("k", compute) == "after poke"
+    before = pages.commit_count
+    with Session(engine) as session:  # counted again once done: a page computed during the commit would lack it
+        session.execute(sa.text("select 1"))
+        session.commit()
+    assert pages.commit_count != before
+    assert await pages.get("k", compute) == "after session commit"
     stop()
+
+
+async def test_expired_pages_are_let_go(monkeypatch):
+    pages, clock = SharedPages(Hub()), [100.0]
+    monkeypatch.setattr("agentdesk.server.pull_pages.time.monotonic", lambda: clock[0])
+    for key in range(10):
+        await pages.get(key, lambda: "page")
+    clock[0] += 5
+    await pages.get("new", lambda: "page")
+    assert list(pages._pages) == ["new"]
 
 
 async def test_a_failure_reaches_its_waiters_and_is_not_kept():

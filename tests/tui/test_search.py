@@ -60,6 +60,14 @@ def test_local_replies_renames_and_new_addresses_are_found(tmp_path):
     assert_index_intact(cache)
 
 
+def test_a_tag_with_accents_is_found(tmp_path):
+    """Tag lists are stored as JSON with non-ASCII escaped (caf\u00e9): the filter compares decoded values."""
+    cache = Cache(build(tmp_path / "cache.sqlite3"))
+    with cache.write() as db:
+        db.execute("""UPDATE conversations SET tags = '["caf\\u00e9"]' WHERE id = 'c-closed'""")
+    assert found(cache, "latest tag:café") == ["i-c-closed"]
+
+
 def test_filters_narrow_the_words(tmp_path):
     cache = Cache(build(tmp_path / "cache.sqlite3"))
     assert set(found(cache, "latest channel:email")) == {"i-c-mine-mail", "i-c-closed", "i-c-support"}
@@ -86,7 +94,10 @@ def test_an_upgraded_cache_gets_a_built_index(tmp_path):
     db.executescript(FTS_DROP + "DROP INDEX identities_address; DROP TABLE merge_suggestions; DROP TABLE seen;"
                      " PRAGMA user_version = 2;")
     db.close()
-    cache = Cache(path)
+    cache = Cache(path)  # opens at once: a million messages are indexed by the sync thread, not here
+    assert search(cache.db, "latest").problems == (NOT_READY,)
+    assert cache.state("bootstrapped") is None  # the upgrade reloads merge suggestions, then finishes a bootstrap
+    cache.finish_bootstrap(cache.state("bootstrap.cursor") or "")  # what the sync engine does after that reload
     assert found(cache, "latest c closed") == ["i-c-closed"]
     assert_index_intact(cache)
 

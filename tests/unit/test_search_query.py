@@ -83,6 +83,8 @@ def test_a_filter_alone_is_a_search_and_an_unknown_prefix_is_words():
         ("before:notadate", "before:notadate — not a date"),
         ("after:2026-13-45", "after:2026-13-45 — not a date"),
         ("channel:", "channel: needs a value"),
+        ("after:0001", "after:0001 — not a date"),  # year 1 cannot become UTC in a zone ahead of it
+        ("before:0001-01", "before:0001-01 — not a date"),
     ],
 )
 def test_a_bad_filter_gives_a_message_not_an_exception(text, message):

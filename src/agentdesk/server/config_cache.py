@@ -78,9 +78,22 @@ def forget_all() -> None:
         _generation += 1
 
 
+_PRESENCE_ONLY = frozenset({"presence", "presence_at"})  # an agent's availability: not what the caches hold
+
+
 def _note_watched_writes(session: Session, _flush_context: object) -> None:
-    if any(isinstance(obj, WATCHED) for obj in chain(session.new, session.dirty, session.deleted)):
+    if any(isinstance(obj, WATCHED) for obj in chain(session.new, session.deleted)) or any(
+        isinstance(obj, WATCHED) and not _presence_only(obj) for obj in session.dirty
+    ):
         session.info["config_changed"] = True
+
+
+def _presence_only(obj: object) -> bool:
+    """An agent row whose only change is its presence (every desk start, stop and away toggle)."""
+    if not isinstance(obj, Agent):
+        return False
+    changed = {attr.key for attr in sa.inspect(obj).attrs if attr.history.has_changes()}
+    return changed <= _PRESENCE_ONLY
 
 
 def _after_commit(session: Session) -> None:

@@ -7,8 +7,9 @@ else, server/changes.py). One query answers them all; the others wait for it ins
 A page is reused only while nothing can have changed its answer:
 - the key carries the newest seq this process's event hub has seen (commits made by other processes reach a
   desk through that hub's poke anyway, so a page at most one hub poll old is what a desk racing that commit
-  would have read), and a count of this process's own commits, bumped by the engine's commit event, so a desk
-  that pushes and then pulls always gets its own changes;
+  would have read), and a count of this process's own commits, bumped as a commit starts (the engine's commit
+  event) and again once an ORM session's commit is done (a page computed in between would lack it), so a desk
+  that pushes and then pulls always gets its own changes (pushes commit through sessions);
 - it lives PAGE_SECONDS at most.
 """
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 PAGE_SECONDS = 1.0
@@ -45,10 +47,20 @@ class SharedPages:
 
     def watch(self, engine: sa.Engine) -> Callable[[], None]:
         """Count this engine's commits from now on; returns the function that stops counting."""
-        sa.event.listen(engine, "commit", self._committed)
-        return lambda: sa.event.remove(engine, "commit", self._committed)
+        def session_committed(session: Session) -> None:
+            if session.bind is engine:
+                self._committed()
 
-    def _committed(self, _connection: object) -> None:
+        sa.event.listen(engine, "commit", self._committed)
+        sa.event.listen(Session, "after_commit", session_committed)
+
+        def stop() -> None:
+            sa.event.remove(engine, "commit", self._committed)
+            sa.event.remove(Session, "after_commit", session_committed)
+
+        return stop
+
+    def _committed(self, *_args: object) -> None:
         self.commit_count = next(self._commits)
 
     async def get(self, key: Hashable, compute: Callable[[], str]) -> str:
@@ -56,6 +68,8 @@ class SharedPages:
         worker thread (its exception, an HTTPException say, reaches every request that shares it)."""
         stamp = (self._hub.seq, self.commit_count)  # read before the query: a commit during it makes the page stale
         now = time.monotonic()
+        while self._pages and next(iter(self._pages.values())).expires <= now:  # oldest first: drop the expired
+            self._pages.popitem(last=False)
         page = self._pages.get(key)
         if page is None or page.stamp != stamp or page.expires <= now:
             # A task of its own: a request that gives up must not cancel the page the others wait for.

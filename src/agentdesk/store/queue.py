@@ -134,13 +134,13 @@ def _where(me: Identity, view: QueueView, walk: bool = False) -> tuple[str, list
             terms.append(f"c.{key} IN ({', '.join('?' for _ in values)})")
             params += values
     if f.tag:  # the conversation's own tags (the ones `t` sets); a customer's tags are on the card
-        tag_terms, tag_params = _has_tag("c.tags", f.tag)
+        tag_terms, tag_params = has_tag("c.tags", f.tag)
         terms.append(f"({tag_terms})")
         params += tag_params
     return " AND ".join(terms), params
 
 
-def _has_tag(column: str, tags: tuple[str, ...]) -> tuple[str, list[str]]:
+def has_tag(column: str, tags: tuple[str, ...]) -> tuple[str, list[str]]:
     """`column` (JSON text of a tag list) holds one of `tags`. A plain substring test first, so most rows are
     turned down without parsing JSON; the exact test only runs on the few that contain the word."""
     marks = ", ".join("?" for _ in tags)

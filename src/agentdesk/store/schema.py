@@ -143,8 +143,7 @@ MIGRATIONS: dict[int, tuple[str, tuple[str, ...]]] = {
     3: (
         table_ddl("merge_suggestions")
         + "CREATE TABLE IF NOT EXISTS seen (conversation_id TEXT PRIMARY KEY, last_message_at TEXT);"
-        + CARD_INDEXES
-        + FTS_SEARCH,
+        + CARD_INDEXES,  # the search index comes with the reload's finish_bootstrap, in the sync thread, not at open
         ("merge_suggestions",),
     ),
 }

@@ -24,6 +24,7 @@ from typing import Any
 
 from agentdesk.domain.clock import to_iso, utcnow
 from agentdesk.domain.text import clean_line
+from agentdesk.store.queue import has_tag
 
 CHANNELS = ("email", "sms", "whatsapp", "chat", "phone")
 STATUSES = ("open", "pending", "snoozed", "closed")
@@ -89,12 +90,16 @@ def parse_when(value: str, now: datetime) -> datetime | None:
         return midnight - timedelta(days=1)
     if m := _RELATIVE.fullmatch(text):
         unit = {"h": "hours", "d": "days", "w": "weeks"}[m.group(2)]
-        return local - timedelta(**{unit: int(m.group(1))})
+        try:
+            return local - timedelta(**{unit: int(m.group(1))})
+        except OverflowError:  # 99999999w
+            return None
     for fmt in ("%Y-%m-%d", "%Y-%m", "%Y"):
         try:
-            return datetime.strptime(text, fmt).replace(tzinfo=local.tzinfo)
+            when = datetime.strptime(text, fmt).replace(tzinfo=local.tzinfo)
         except ValueError:
             continue
+        return when if 1970 <= when.year <= 9000 else None  # year 1 in a zone ahead of UTC cannot become UTC
     return None
 
 
@@ -241,9 +246,11 @@ def _conditions(db: sqlite3.Connection, q: Query) -> tuple[list[str], list[Any],
     if q.statuses:
         where.append(f"c.status IN ({', '.join('?' for _ in q.statuses)})")
         params += q.statuses
-    for tag in q.tags:  # tags are JSON lists: look for the quoted name
-        where.append("(instr(c.tags, json_quote(?)) > 0 OR instr(cu.tags, json_quote(?)) > 0)")
-        params += [tag, tag]
+    for tag in q.tags:  # the conversation's or the customer's
+        on_conversation, conversation_params = has_tag("c.tags", (tag,))
+        on_customer, customer_params = has_tag("cu.tags", (tag,))
+        where.append(f"(({on_conversation}) OR ({on_customer}))")
+        params += conversation_params + customer_params
     if q.after:
         where.append("i.occurred_at >= ?")
         params.append(q.after)
@@ -355,7 +362,8 @@ def _customer_hits(db: sqlite3.Connection, q: Query) -> list[SearchHit]:
     """Customers whose name or an address matches the words (only when no filter but tags is given)."""
     if q.match is None or q.channels or q.statuses or q.kinds or q.senders or q.before or q.after:
         return []
-    tag_sql = "".join(" AND instr(cu.tags, json_quote(?)) > 0" for _ in q.tags)
+    tag_terms = [has_tag("cu.tags", (tag,)) for tag in q.tags]
+    tag_sql = "".join(f" AND ({sql})" for sql, _ in tag_terms)
     rows = db.execute(
         f"""
         WITH ids(id) AS (
@@ -372,7 +380,7 @@ def _customer_hits(db: sqlite3.Connection, q: Query) -> list[SearchHit]:
         WHERE cu.merged_into IS NULL {tag_sql}
         ORDER BY cu.updated_at DESC, cu.id LIMIT {CUSTOMER_HITS}
         """,
-        [q.match, *q.tags],
+        [q.match, *(param for _, params in tag_terms for param in params)],
     ).fetchall()
     hits = []
     for customer_id, name, addresses, latest in rows:

@@ -33,6 +33,9 @@ COUNTED_CHANNELS = ("sms", "whatsapp")
 MAX_CC = 10  # as many as the server's reply mutation takes
 
 
+MAX_SUBJECT = 1000  # the server's limit on a reply's subject (server/mutations.py)
+
+
 @dataclass(frozen=True)
 class Answered:
     """The customer's latest email in the conversation: what a reply's subject and quote come from."""
@@ -225,7 +228,11 @@ class Composer(Vertical):
             raise ValueError("Nothing to send: pick a conversation and write a reply first.")
         if not self.is_email:
             return Outgoing(text, self.channel, self.note_mode)
+        if not self.context.email:
+            raise ValueError("This customer has no email address on file: answer on another channel.")
         subject = " ".join(self.query_one("#subject", Input).value.split()) or None
+        if subject and len(subject) > MAX_SUBJECT:  # the server would refuse it, after the text had left the composer
+            raise ValueError(f"The subject is {len(subject):,} characters long; the most is {MAX_SUBJECT:,}.")
         return Outgoing(text, self.channel, False, subject=subject, cc=parse_cc(self.query_one("#cc", Input).value))
 
     def clear(self) -> None:
