@@ -100,6 +100,8 @@ class AgentDesk(App[None]):
         self._draft_timer: Timer | None = None
         # Textual matches key names ("question_mark"), so a "?" from the file or the defaults is named first.
         self.keys_by_id = {s.id: ",".join(parse_key_list((keymap or {}).get(s.id, s.keys))) for s in DEFAULT_KEYMAP}
+        self._keymap_actions = [spec.action for spec in DEFAULT_KEYMAP]
+        self._bindings_applied: tuple | None = None  # what check_action said when the footer was last refreshed
         self.set_keymap(self.keys_by_id)
         themes.install(self)  # the high-contrast theme, readable colours on light themes
         if theme:
@@ -232,7 +234,7 @@ class AgentDesk(App[None]):
         """Title and state of the open conversation, read afresh from the cache (so an action shows at once);
         the actions that apply follow it."""
         state = self.open_state = self.cache.conversation(self.open_row.id) if self.open_row else None
-        self.refresh_bindings()
+        self.refresh_bindings_if_changed()
         title, facts = Text(""), Text("")
         if state is not None:
             customer = self.cache.customer(state["customer_id"]) or {}
@@ -682,6 +684,14 @@ class AgentDesk(App[None]):
         if action in ("note_mode", "canned", "toggle_quote"):  # the composer's; each says when it does not apply
             return self.open_row is not None
         return True
+
+    def refresh_bindings_if_changed(self) -> None:
+        """The footer rebuilds every key on refresh_bindings: only when what applies changed (not on every move
+        through the queue, where it cost more than opening the conversation)."""
+        applies = tuple(self.check_action(name, params) for _, name, params in map(parse_action, self._keymap_actions))
+        if applies != self._bindings_applied:
+            self._bindings_applied = applies
+            self.refresh_bindings()
 
     def palette_commands(self, targets: bool) -> list[PaletteCommand]:
         """The keymap's actions that apply now (Quit is Textual's own), and with `targets` one entry per

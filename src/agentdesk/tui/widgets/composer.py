@@ -269,9 +269,11 @@ class Composer(Vertical):
 
     def refresh_mode(self) -> None:
         """Border, label, email fields and counter for the mode and channel now."""
-        self.set_class(self.note_mode, "-note")
+        if self.has_class("-note") != self.note_mode:  # set_class restyles the composer even when nothing changes
+            self.set_class(self.note_mode, "-note")
         self._show(self.query_one("#composer-mode", Static), Text("Internal note", style="bold") if self.note_mode else Text("Reply"))
-        self.set_class(self.is_email, "-email")
+        if self.has_class("-email") != self.is_email:
+            self.set_class(self.is_email, "-email")
         self.refresh_counter()
 
     def refresh_counter(self) -> None:
