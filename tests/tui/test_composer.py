@@ -144,6 +144,30 @@ async def test_an_email_reply_has_subject_to_cc_and_a_quote(app):
         assert app.query_one("#cc").value == "" and app.query_one("#subject").value == "Re: Invoice copy for October"
 
 
+async def test_an_edited_subject_and_cc_stay_with_their_conversation(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await open_conversation(pilot, "c-grace-mail")
+        await pilot.press(*"Attached.")
+        app.query_one("#cc").value = "boss@example.org"
+        app.query_one("#subject").value = "Your October invoice"
+        await pilot.press("escape", "k")  # to another conversation: its own, prefilled fields
+        assert app.open_row.id != "c-grace-mail" and app.query_one("#cc").value == ""
+        await pilot.press("j")  # and back: the text from the draft, Subject and Cc as the agent left them
+        assert app.open_row.id == "c-grace-mail" and composer(app).text == "Attached."
+        assert (app.query_one("#subject").value, app.query_one("#cc").value) == ("Your October invoice", "boss@example.org")
+        await pilot.press("r", "ctrl+s")
+        assert app.cache.outbox()[0]["args"]["cc"] == ["boss@example.org"]
+
+
+async def test_an_email_to_a_customer_with_no_address_is_refused_before_it_leaves(app):
+    async with app.run_test(size=SIZE) as pilot:
+        await open_conversation(pilot, "c-grace-mail")
+        app.cache.db.execute("DELETE FROM identities WHERE kind = 'email'")
+        await pilot.press("escape", "k", "j", "r", *"Attached.", "ctrl+s")
+        assert app.cache.outbox_count() == 0 and composer(app).text == "Attached."
+        assert any("no email address on file" in n for n in notices(app))
+
+
 async def test_a_bad_cc_sends_nothing_and_says_why(app):
     async with app.run_test(size=SIZE) as pilot:
         await open_conversation(pilot, "c-grace-mail")

@@ -148,6 +148,7 @@ class Composer(Vertical):
         self._quote: str | None = None  # the quote block this composer appended, while it is in the text
         self._channels: list[str] | None = None  # what the widgets show now, so load() changes only what differs
         self._shown: dict[str | None, tuple] = {}
+        self._email_fields: dict[str, tuple[str, str]] = {}  # conversation id -> (subject, cc) the agent edited
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="composer-bar"):
@@ -201,6 +202,7 @@ class Composer(Vertical):
 
         Runs on every move through the queue, so it only touches what differs: each widget update asks
         Textual for a restyle or a relayout of the screen."""
+        self._keep_email_fields()
         self.context = context
         key, text = draft or (context.channel, "")
         self.note_mode = key == NOTE_DRAFT
@@ -215,8 +217,9 @@ class Composer(Vertical):
         self._quote = None
         if self.reply.text != text:
             self.reply.load_text(text)
-        self.query_one("#subject", Input).value = self._prefilled_subject()
-        self.query_one("#cc", Input).value = ""
+        subject, cc = self._email_fields.get(context.conversation_id, (self._prefilled_subject(), ""))
+        self.query_one("#subject", Input).value = subject
+        self.query_one("#cc", Input).value = cc
         to = safe_text(context.email, one_line=True) if context.email else Text("no email address on file", style="red")
         self._show(self.query_one("#email-to", Static), to)
         self.refresh_mode()
@@ -241,7 +244,20 @@ class Composer(Vertical):
         self._quote = None
         self.query_one("#cc", Input).value = ""
         self.query_one("#subject", Input).value = self._prefilled_subject()
+        if self.context is not None:
+            self._email_fields.pop(self.context.conversation_id, None)
         self.refresh_counter()
+
+    def _keep_email_fields(self) -> None:
+        """An edited Subject or a Cc stays with its conversation while the agent looks at others (the text is in
+        the draft; these two live for the session)."""
+        if self.context is None:
+            return
+        fields = (self.query_one("#subject", Input).value, self.query_one("#cc", Input).value)
+        if fields != (self._prefilled_subject(), ""):
+            self._email_fields[self.context.conversation_id] = fields
+        else:
+            self._email_fields.pop(self.context.conversation_id, None)
 
     # --- modes ----------------------------------------------------------------------------------
 
