@@ -25,7 +25,7 @@ from agentdesk.server.events import _POKE, Hub, _Tick
 from agentdesk.server.models import Agent, Change
 from agentdesk.server.run import bind
 
-WAIT = 1.0  # a live event must arrive within this many seconds
+WAIT = 5.0  # a live event must arrive within this many seconds (live: ~0.1 s; the safety poll is 60 s; CI may be busy)
 
 
 # --- helpers ------------------------------------------------------------------------------------------------

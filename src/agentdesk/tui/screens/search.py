@@ -107,7 +107,7 @@ class SearchResultsView(ScrollView):
         hit = self.hit(index)
         if hit is None:
             return Strip.blank(width, self.rich_style)
-        text = hit_lines(hit, width, utcnow())[part]
+        text = hit_lines(hit, width, getattr(self.app, "clock", utcnow)())[part]  # the desk's clock (frozen in tests)
         style = self.rich_style
         if index == self.cursor:
             style = style + self.get_component_rich_style("search--cursor")
