@@ -110,7 +110,8 @@ async def wait_for(pilot, condition, timeout: float = 5.0) -> None:
     raise AssertionError("timed out")
 
 
-async def test_typing_finds_and_enter_opens_the_conversation_at_the_interaction(tmp_path):
+async def test_typing_finds_and_enter_opens_the_conversation_at_the_interaction(tmp_path, monkeypatch):
+    monkeypatch.setattr("agentdesk.tui.widgets.timeline.HIGHLIGHT_SECONDS", 60.0)  # a stalled CI loop must not outlast it
     app = AgentDesk(build(tmp_path / "cache.sqlite3"), ME, engine=None, clock=lambda: NOW)
     async with app.run_test(size=(140, 40)) as pilot:
         await pilot.press("slash")

@@ -556,7 +556,12 @@ class AgentDesk(App[None]):
         timeline = self.query_one(Timeline)
         timeline.focus()
         if hit.interaction_id:
-            self.call_after_refresh(timeline.reveal, hit.interaction_id)
+            self.call_after_refresh(self._reveal, timeline, hit.interaction_id, 10)
+
+    def _reveal(self, timeline: Timeline, interaction_id: str, tries: int) -> None:
+        """The timeline may not be laid out yet in the frame after the search screen closes: try again shortly."""
+        if not timeline.reveal(interaction_id) and tries > 1:
+            self.set_timer(0.1, partial(self._reveal, timeline, interaction_id, tries - 1))
 
     def open_conversation_by_id(self, conversation_id: str) -> bool:
         """Open any cached conversation, in the queue or not: its queue row is built from the cache."""
