@@ -20,27 +20,10 @@ from agentdesk.sync.client import SyncClient
 from agentdesk.sync.live import LiveStream, Presence
 from agentdesk.tui.screens.confirm import ConfirmModal
 from agentdesk.tui.widgets.queue import QueueList
+from test_conversation_actions import notifications, screen_text, wait_until
 
 ALICE = "alice@example.com"
 HOSTILE_NAME = "Cy\x1b[2J[@click=app.quit]x[/]\u202eDiaz"  # ESC, markup and a bidi override
-
-
-async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        await pilot.pause(0.05)
-
-
-def screen_text(app) -> str:
-    strips = app.screen._compositor.render_strips()
-    text = "\n".join("".join(segment.text for segment in strip) for strip in strips)
-    assert "\x1b" not in text and not any(0x80 <= ord(c) < 0xA0 for c in text), repr(text)
-    return text
-
-
-def notifications(app) -> list[str]:
-    return [str(n.message) for n in app._notifications]
 
 
 def server_presence(live_server, email: str = ALICE) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import sqlalchemy as sa
 from fastapi import Depends, HTTPException, Request, status
@@ -25,6 +25,7 @@ from agentdesk.server.db import session as open_session
 from agentdesk.server.models import Agent, ApiToken
 
 _bearer = HTTPBearer(auto_error=False)
+T = TypeVar("T")
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -39,36 +40,50 @@ class Caller:
 
 
 async def get_caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
-    """The calling agent and their teams; 401 for anything else.
+    """The calling agent and their teams; 401 for anything else. Every desk pulls on every poke, so a cached
+    caller saves two queries and a thread hop per pull. The cached agent is a detached row: routes read it,
+    never change it."""
+    return await _for_token(request, credentials, "agent", _load_caller)
 
-    Cached per token for TOKEN_CACHE_SECONDS like integration tokens (server/config_cache.py: a token,
-    agent or membership change made in this process drops it at once; one made by another process holds
-    within those seconds). Every desk pulls on every poke, so a cached caller saves two queries and a
-    thread hop per pull. The cached agent is a detached row: routes read it, never change it.
-    """
+
+async def get_integration(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiToken:
+    """The calling integration's token row (its `name` says which system); 401 for anything else. A busy
+    integration feeding hundreds of messages a second then costs no query and no thread hop each."""
+    return await _for_token(request, credentials, "integration", integration_for_token)
+
+
+TOKEN_CACHE_SECONDS = 2.0
+
+
+async def _for_token(
+    request: Request, credentials: HTTPAuthorizationCredentials | None, kind: str, load: Callable[[Session, str], T | None]
+) -> T:
+    """What `load` finds for the bearer token of `kind`, cached for TOKEN_CACHE_SECONDS per token
+    (server/config_cache.py: a token, agent or membership change made in this process drops it at once; one
+    made by another process holds within those seconds); async, so a cached token costs no thread hop."""
     token = credentials.credentials if credentials else None
     engine = request.app.state.engine
-    caller = peek(engine, _agent_key(token)) if token else None
-    if caller is None:
-        caller, why = await run_in_threadpool(_caller_or_refusal, engine, token)
-        if caller is None:
+    value = peek(engine, _token_key(kind, token)) if token else None
+    if value is None:
+        value, why = await run_in_threadpool(_load_or_refusal, engine, token, kind, load)
+        if value is None:
             raise _unauthorized(why)
-    return caller
+    return value
 
 
-def _agent_key(token: str) -> tuple[str, str]:
-    return ("agent token", hash_token(token))
+def _token_key(kind: str, token: str) -> tuple[str, str]:
+    return (f"{kind} token", hash_token(token))
 
 
-def _caller_or_refusal(engine: sa.Engine, token: str | None) -> tuple[Caller | None, str]:
+def _load_or_refusal(engine: sa.Engine, token: str | None, kind: str, load: Callable[[Session, str], T | None]) -> tuple[T | None, str]:
     # Its own short session: one shared with the route would hold a pooled connection while the request
     # waits for worker threads, and enough such requests starve the threads that could give them back.
     with open_session(engine) as session:
         if token:
-            caller = cached(engine, _agent_key(token), lambda: _load_caller(session, token), ttl=TOKEN_CACHE_SECONDS)
-            if caller is not None:
-                return caller, ""
-        return None, refusal(session, token, "agent")
+            value = cached(engine, _token_key(kind, token), lambda: load(session, token), ttl=TOKEN_CACHE_SECONDS)
+            if value is not None:
+                return value, ""
+        return None, refusal(session, token, kind)
 
 
 def _load_caller(session: Session, token: str) -> Caller | None:
@@ -78,39 +93,6 @@ def _load_caller(session: Session, token: str) -> Caller | None:
 
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, message, headers={"WWW-Authenticate": "Bearer"})
-
-
-async def get_integration(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiToken:
-    """The calling integration's token row (its `name` says which system); 401 for anything else.
-
-    Async, and cached for TOKEN_CACHE_SECONDS per token (server/config_cache.py; a revocation made in
-    this process drops the cache at once, one made by another process holds within those seconds): a
-    busy integration feeding hundreds of messages a second then costs no query and no thread hop each.
-    """
-    token = credentials.credentials if credentials else None
-    engine = request.app.state.engine
-    row = peek(engine, _integration_key(token)) if token else None
-    if row is None:
-        row, why = await run_in_threadpool(_integration_or_refusal, engine, token)
-        if row is None:
-            raise _unauthorized(why)
-    return row
-
-
-TOKEN_CACHE_SECONDS = 2.0
-
-
-def _integration_key(token: str) -> tuple[str, str]:
-    return ("integration token", hash_token(token))
-
-
-def _integration_or_refusal(engine: sa.Engine, token: str | None) -> tuple[ApiToken | None, str]:
-    with open_session(engine) as session:
-        if token:
-            row = cached(engine, _integration_key(token), lambda: integration_for_token(session, token), ttl=TOKEN_CACHE_SECONDS)
-            if row is not None:
-                return row, ""
-        return None, refusal(session, token, "integration")
 
 
 def require_role(*roles: str) -> Callable[[Caller], Caller]:
