@@ -118,6 +118,8 @@ def quiet(app) -> bool:  # noqa: ANN001
     """Nothing left to do for the last key: no message waiting in any pump, no worker running, no repaint due."""
     from textual.worker import WorkerState
 
+    if getattr(app, "open_pending", False):  # the queue's highlight moved; its conversation opens after that frame
+        return False
     screen = app.screen
     if screen._dirty_widgets or screen._layout_required or screen._repaint_required or screen._scroll_required:
         return False

@@ -7,8 +7,9 @@ default hub polling every 0.05 s) is seeded with one team of `--clients` agents 
 integration token. `--procs` client processes run `--clients` real `SyncEngine`s between them, each with
 its own `SyncClient`, its own SQLite cache file (copied from one bootstrapped template: the team's data is
 the same for every agent; each engine sets its own identity on its first round) and its own live stream:
-SSE subscription → poke → pull → cache apply, the desk's code path. Engines poll every 30 s (60 s while
-live), so only the live path explains a row arriving sooner.
+SSE subscription → poke → cache apply, the desk's code path: a caught-up desk applies the page its poke
+carries (server/events.py), any other pulls. Engines poll every 30 s (60 s while live), so only the live
+path explains a row arriving sooner.
 
 This process then posts `--messages` inbound SMS through the integration API (POST
 /api/v1/interactions/inbound) at `--rate` per second. Latency = the row being in a client's cache (seen
@@ -60,10 +61,16 @@ def client_process(url: str, desks: list[tuple[str, str]], conn: Any) -> None:
             super().__init__(*args, **kw)
             self.pokes: list[tuple[int, float]] = []
             self.pulls = 0
+            self.pages = 0
 
         def pull(self, cache: Any) -> bool:
             self.pulls += 1
             return super().pull(cache)
+
+        def apply_pages(self, cache: Any) -> tuple[int, bool]:
+            reached, applied = super().apply_pages(cache)
+            self.pages += applied
+            return reached, applied
 
         def _on_poke(self, seq: int) -> None:
             self.pokes.append((seq, time.monotonic()))
@@ -84,19 +91,20 @@ def client_process(url: str, desks: list[tuple[str, str]], conn: Any) -> None:
     while not all(e.caught_up and e.status.live for e in engines) and time.monotonic() < deadline:
         time.sleep(0.05)
     conn.send(("ready", sum(not (e.caught_up and e.status.live) for e in engines)))
-    pulls_before = sum(e.pulls for e in engines)
+    pulls_before, pages_before = sum(e.pulls for e in engines), sum(e.pages for e in engines)
     expected = conn.recv()  # message numbers the parent posted
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(sum(n in s for n in expected) < len(expected) for s in seen):
         time.sleep(0.05)
     pulls = sum(e.pulls for e in engines) - pulls_before
+    pages = sum(e.pages for e in engines) - pages_before
     stops = []
     for engine in engines:
         began = time.monotonic()
         engine.stop(timeout=5)
         stops.append(time.monotonic() - began)
     stuck = sum(e._thread is not None and e._thread.is_alive() for e in engines)
-    conn.send(("records", [dict(s) for s in seen], [e.pokes for e in engines], stops, stuck, pulls))
+    conn.send(("records", [dict(s) for s in seen], [e.pokes for e in engines], stops, stuck, pulls, pages))
 
 
 def _watcher(cache_path: str, seen: dict[int, float]) -> Any:
@@ -172,14 +180,15 @@ def run_phase(url: str, db_path: Path, tokens: list[str], template: Path, tmp: P
     seen: list[dict[int, float]] = []
     pokes: list[list[tuple[int, float]]] = []
     stops: list[float] = []
-    stuck = pulls = 0
+    stuck = pulls = pages = 0
     for pipe in pipes:
-        _, s, p, st, stk, pl = pipe.recv()
+        _, s, p, st, stk, pl, pg = pipe.recv()
         seen += s
         pokes += p
         stops += st
         stuck += stk
         pulls += pl
+        pages += pg
     server_cpu_all = server.cpu() - cpu_before  # the posting window and the tail of pulls after it
     for proc in children:
         proc.join(timeout=10)
@@ -207,9 +216,11 @@ def run_phase(url: str, db_path: Path, tokens: list[str], template: Path, tmp: P
         "missed": missed,
         "server_cpu_share": round(server_cpu / wall, 2),  # of one core, while posting
         "client_processes_cpu_share": round(clients_cpu / wall, 2),
-        # pull requests the engines made while the messages went out (one per poke unless pokes coalesce)
+        # how the engines caught up while the messages went out: pull requests, and pages carried by pokes
         "pulls_per_message_per_client": round(pulls / (messages * len(tokens)), 2),
-        "server_cpu_ms_per_pull": round(1000 * server_cpu_all / max(pulls, 1), 2),  # includes the posts' share
+        "page_pokes_per_message_per_client": round(pages / (messages * len(tokens)), 2),
+        # the server's CPU for one message reaching one desk: its share of the post, the poke, any pull
+        "server_cpu_ms_per_message_per_client": round(1000 * server_cpu_all / (messages * len(tokens)), 3),
         "stop_ms": percentiles(stops),
         "engines_still_running_after_stop": stuck,
     }

@@ -1,7 +1,7 @@
 """SSE bench (issue 3 item 5): commit-to-poke latency for 1000 live subscribers of one server process.
 
     python bench/sse_bench.py [--subscribers 1000] [--agents 100] [--clients 4] [--rounds 20] [--gap 0.3]
-                              [--servers 1] [--client httpx|raw]
+                              [--servers 1] [--client httpx|raw] [--commit db|api]
 
 A real server (bench/_serve.py: create_app over SQLite in a temp dir, uvicorn in its own process, the
 default hub polling every 0.05 s) is seeded with a team and `--agents` agents with tokens through
@@ -10,6 +10,11 @@ server.admin. `--clients` client processes open `--subscribers` SSE streams betw
 to the database (as another server process would), `--rounds` times, `--gap` seconds apart, and every
 subscriber notes when the poke for it arrives. Latency = poke received - commit returned, per subscriber
 per round (CLOCK_MONOTONIC, the same clock in every process on Linux).
+
+`--commit api` commits through the (first) server instead: an agent's status flips between available and
+away (POST /api/v1/presence: a change-log entry and a presence signal), and latency counts from the POST
+being sent (so it includes the request's own handling). A commit made by the server process wakes its hub at once, where one made by another process
+waits for the hub's next poll (every 0.05 s): `db` measures the multi-process path, `api` the usual one.
 
 `--servers K` runs K server processes on the one SQLite file (the multi-process design: each polls the
 database itself) and spreads the subscribers over them. `--client raw` reads the streams with bare asyncio
@@ -188,6 +193,27 @@ def commit_change(engine: Any, team_id: str) -> tuple[int, float]:
     return seq, committed
 
 
+def newest_seq(engine: Any) -> int:
+    import sqlalchemy as sa
+
+    from agentdesk.server.models import Change
+
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.max(Change.seq))).scalar_one()
+
+
+def commit_via_api(url: str, token: str, n: int) -> float:
+    """Flip an agent's status through the server; returns when the POST was sent (its poke may come before
+    the POST's answer: the commit wakes the hub before the response goes out)."""
+    import httpx
+
+    sent = time.monotonic()
+    response = httpx.post(f"{url}/api/v1/presence", json={"status": ("away", "available")[n % 2]},
+                          headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    response.raise_for_status()
+    return sent
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="sse_bench")
     parser.add_argument("--subscribers", type=int, default=1000)
@@ -197,6 +223,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--gap", type=float, default=0.3, help="seconds between commits")
     parser.add_argument("--servers", type=int, default=1, help="server processes on the one database")
     parser.add_argument("--client", choices=("httpx", "raw"), default="httpx", help="how the clients read the streams")
+    parser.add_argument("--commit", choices=("db", "api"), default="db",
+                        help="commit straight to the database (as another process) or through the server")
+    parser.add_argument("--profile", help="cProfile every thread of the (first) server into this .pstats file")
     args = parser.parse_args(argv)
 
     load_before = os.getloadavg()[0]
@@ -205,7 +234,7 @@ def main(argv: list[str]) -> None:
         t0 = time.perf_counter()
         engine, team_id, tokens = seed(db_path, args.agents)
         log(f"seeded a team and {args.agents} agents in {time.perf_counter() - t0:.1f} s")
-        servers = [ServerProcess(db_path) for _ in range(args.servers)]
+        servers = [ServerProcess(db_path, profile=args.profile if k == 0 else None) for k in range(args.servers)]
         try:
             urls = [server.url for server in servers]
             ctx = mp.get_context("spawn")
@@ -230,7 +259,11 @@ def main(argv: list[str]) -> None:
             cpu_before = sum(server.cpu() for server in servers)
             commits: dict[int, float] = {}
             for n in range(args.rounds):
-                seq, committed = commit_change(engine, team_id)
+                if args.commit == "api":
+                    committed = commit_via_api(urls[0], tokens[0], n)
+                    seq = newest_seq(engine)
+                else:
+                    seq, committed = commit_change(engine, team_id)
                 commits[seq] = committed
                 time.sleep(args.gap + (n % 5) * 0.013)  # not in step with the poll
             server_cpu = sum(server.cpu() for server in servers) - cpu_before
@@ -270,6 +303,7 @@ def main(argv: list[str]) -> None:
         "cpus": os.cpu_count(),
         "load_avg_1m_before_after": [load_before, os.getloadavg()[0]],  # other work on the machine skews all of this
         "poll_interval_ms": 50,
+        "commit": args.commit,
         "connect_s": round(connect_s, 2),
         "latency_ms": percentiles(latencies),
         "worst_round_p99_ms": max((percentiles(v)["p99"] or 0) for v in per_round.values()),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,7 @@ if TYPE_CHECKING:  # annotations only: `agentdesk demo` imports this before it s
 
     from agentdesk.config import Settings
     from agentdesk.store.cache import Identity
+    from agentdesk.sync.client import SyncClient
     from agentdesk.sync.engine import SyncEngine, SyncStatus
     from agentdesk.tui.app import AgentDesk
 
@@ -29,9 +31,16 @@ def find_token(server_url: str, data_dir: Path) -> str:
         raise DeskError(str(exc)) from exc
 
 
-def open_engine(settings: Settings, server_url: str, token: str, data_dir: Path) -> tuple[SyncEngine, Identity]:
-    """The sync engine for this server and token's cache, and the agent it belongs to."""
-    from agentdesk.store.cache import Cache
+def to_stderr(message: str) -> None:
+    print(f"agentdesk: {message}", file=sys.stderr, flush=True)
+
+
+def open_engine(
+    settings: Settings, server_url: str, token: str, data_dir: Path, warn: Callable[[str], None] = to_stderr,
+) -> tuple[SyncEngine, Identity]:
+    """The sync engine for this server and token's cache, and the agent it belongs to. The cache is checked
+    here, once per process (store/integrity.py); `warn` tells the agent when it had to be rebuilt."""
+    from agentdesk.store.integrity import open_checked
     from agentdesk.sync.account import NoAccount, resolve_account
     from agentdesk.sync.client import AuthRejected, ServerUnavailable, SyncClient
     from agentdesk.sync.engine import SyncEngine
@@ -42,10 +51,14 @@ def open_engine(settings: Settings, server_url: str, token: str, data_dir: Path)
         raise DeskError(str(exc)) from exc
     try:
         account, me = resolve_account(server_url, token, data_dir, client)
+        cache, damage = open_checked(account.cache_path)
+        if damage:
+            warn(damage)
+        if me is None and cache.identity() is None:  # a rebuilt cache that lost it: ask the server, if it answers
+            me = _me_if_reachable(client)
     except (NoAccount, AuthRejected) as exc:
         client.close()
         raise DeskError(str(exc)) from exc
-    cache = Cache(account.cache_path)
     if me is not None:
         cache.set_identity(me)
     identity = cache.identity()
@@ -59,15 +72,25 @@ def open_engine(settings: Settings, server_url: str, token: str, data_dir: Path)
     return engine, identity
 
 
+def _me_if_reachable(client: SyncClient) -> dict | None:
+    from agentdesk.sync.client import ServerUnavailable
+
+    try:
+        return client.me()
+    except ServerUnavailable:
+        return None  # the desk is refused below, in words
+
+
 def build_desk(settings: Settings, server_url: str, token: str, data_dir: Path) -> AgentDesk:
     """The desk app for this server and token, with its sync engine, ready to run."""
     from agentdesk.tui.app import AgentDesk
 
-    engine, identity = open_engine(settings, server_url, token, data_dir)
+    notices: list[str] = []  # shown once the desk is up (a rebuilt cache, say)
+    engine, identity = open_engine(settings, server_url, token, data_dir, warn=notices.append)
     keymap = {spec.id: spec.keys for spec in settings.keymap_bindings()}
     return AgentDesk(
         engine.cache_path, identity, engine=engine, keymap=keymap, theme=settings.desk.theme,
-        bell_on_assignment=settings.desk.bell_on_assignment, canned=settings.canned,
+        bell_on_assignment=settings.desk.bell_on_assignment, canned=settings.canned, notices=notices,
     )
 
 

@@ -86,6 +86,8 @@ class Events:
         pokes = []
         while not self.queue.empty():
             event = await self.next()
+            if not event.data:  # a heartbeat: httpx-sse makes an empty event of it once an id was seen
+                continue
             pokes.append({**event.json(), "_id": event.id, "_event": event.event})
         return presence, pokes
 
@@ -377,6 +379,78 @@ def test_server_shutdown_is_not_held_up_by_open_streams(live_server):
     assert time.monotonic() - stopping < 2
     assert ended.wait(2), "the client's stream did not end"
     assert not hub.running
+
+
+# --- page pokes: the changes travel with the poke -------------------------------------------------------------------
+
+
+def note(conversation_id: str, text: str) -> dict:
+    return {"id": uuid.uuid4().hex, "kind": "note", "args": {
+        "conversation_id": conversation_id, "interaction_id": uuid.uuid4().hex, "channel": "sms", "text": text}}
+
+
+async def test_each_poke_carries_exactly_what_pull_gives_that_agent_and_nothing_of_another_team(live_server):
+    """Alice (Billing) and Bob (Support) are live while each writes a note in their own team's conversation, a
+    few times over. Every page a poke carries is pull's answer for that agent from the page's `after` to the
+    poke's seq, and no page ever holds the other team's note."""
+    from agentdesk.server.routes.sync import encode_cursor
+
+    world, url = live_server.world, live_server.url
+    writers = {"alice@example.com": ("maria-sms", "Billing note"), "bob@example.com": ("ken-sms", "Support note")}
+    async with stream(url, world.tokens["alice@example.com"]) as alice_events, \
+            stream(url, world.tokens["bob@example.com"]) as bob_events:
+        await alice_events.initial(agents=2)
+        await bob_events.initial(agents=2)
+        async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+            for round_ in range(3):
+                for agent, (conversation, text) in writers.items():
+                    mutation = note(world.conversations[conversation], f"{text} {round_}")
+                    answer = await http.post("/api/v1/sync/push", json={"mutations": [mutation]}, headers=auth(world.tokens[agent]))
+                    assert answer.json()["results"][0]["status"] == "applied"
+            newest = max_seq(live_server.engine)
+            for agent, events in (("alice@example.com", alice_events), ("bob@example.com", bob_events)):
+                await events.wait_for("poke", lambda d: d["seq"] >= newest)
+                pages = [(e.json()["seq"], e.json()["page"]) for e in events.seen if e.event == "poke" and "page" in e.json()]
+                assert pages, f"{agent} got no page poke"
+                own, other = writers[agent][1], next(t for a, (_, t) in writers.items() if a != agent)
+                for seq, page in pages:
+                    pulled = (await http.get("/api/v1/sync/pull", params={"cursor": page["after"]}, headers=auth(world.tokens[agent]))).json()
+                    assert page["changes"] == [c for c in pulled["changes"] if c["seq"] <= seq]
+                    assert page["cursor"] == encode_cursor(seq) and page["has_more"] is False
+                    texts = {c["data"]["text"] for c in page["changes"] if c["entity"] == "interactions"}
+                    assert not any(t.startswith(other) for t in texts), f"{agent} was sent another team's note: {texts}"
+                carried = {c["data"]["text"] for _, page in pages for c in page["changes"] if c["entity"] == "interactions"}
+                assert carried & {f"{own} {n}" for n in range(3)}, f"{agent}'s own notes never came in a page"
+
+
+async def test_a_stream_resumed_with_last_event_id_gets_a_plain_poke_first(live_server):
+    """The hub knows nothing of a resuming client's cursor: its first poke carries no page (the client pulls)."""
+    world = live_server.world
+    token = world.tokens["alice@example.com"]
+    seq = max_seq(live_server.engine)
+    async with httpx.AsyncClient(base_url=live_server.url, headers=auth(token)) as alice:
+        await alice.post("/api/v1/sync/push", json={"mutations": [note(world.conversations["maria-sms"], "While away")]})
+    async with stream(live_server.url, token, headers={"Last-Event-ID": str(seq)}) as events:
+        _, pokes = await events.initial(agents=2)
+        assert [p["seq"] for p in pokes] == [max_seq(live_server.engine)]
+        assert "page" not in pokes[0]
+
+
+async def test_a_commit_in_this_process_pokes_without_waiting_for_the_poll(live_server):
+    """The hub polls every 30 s here; a push through this server still pokes at once (the commit wakes it)."""
+    hub = Hub(live_server.engine, poll_interval=30.0)
+    url, server, thread = serve(live_server.engine, hub)
+    world = live_server.world
+    try:
+        async with stream(url, world.tokens["alice@example.com"]) as events:
+            _, pokes = await events.initial(agents=2)
+            async with httpx.AsyncClient(base_url=url, headers=auth(world.tokens["alice@example.com"])) as alice:
+                await alice.post("/api/v1/sync/push", json={"mutations": [note(world.conversations["maria-sms"], "Now")]})
+            poke = await events.wait_for("poke", lambda d: d["seq"] > pokes[0]["seq"])
+            assert poke["seq"] == max_seq(live_server.engine)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 # --- the hub's fan-out, without a server -------------------------------------------------------------------------

@@ -85,3 +85,42 @@ def test_only_integration_tokens_may_feed(live_server):
     response = agent(live_server, "alice@example.com").post("/api/v1/interactions/inbound", json=CALL)
     assert response.status_code == 401
     assert httpx.post(f"{live_server.url}/api/v1/interactions/inbound", json=CALL).status_code == 401
+
+
+INBOUND = "/api/v1/interactions/inbound"
+
+
+def test_a_cached_token_takes_the_fast_path_and_every_refusal_reads_as_before(live_server, crm, monkeypatch):
+    """Once its token is cached, a well-formed message is stored by routes/inbound.InboundFastPath without
+    FastAPI's route; a body the route must refuse still reaches it, so the 422 has FastAPI's shape."""
+    from agentdesk.server.routes import inbound as route
+
+    assert crm.post(INBOUND, json={**CALL, "external_id": "warm-up"}).status_code == 201  # loads the token
+    routed: list[str] = []
+    read_body = route._body
+
+    async def recording_body(request):  # noqa: ANN001, ANN202 - the FastAPI route's body reader
+        routed.append(request.url.path)
+        return await read_body(request)
+
+    monkeypatch.setattr(route, "_body", recording_body)
+    fast = crm.post(INBOUND, json={**CALL, "external_id": "fast-1"})
+    assert fast.status_code == 201 and routed == []
+    again = crm.post(INBOUND, json={**CALL, "external_id": "fast-1"})
+    assert again.status_code == 200 and again.json() == {**fast.json(), "duplicate": True} and routed == []
+
+    extra = crm.post(INBOUND, json={**CALL, "team_id": "x"})
+    assert extra.status_code == 422 and extra.json()["detail"][0]["loc"] == ["body", "team_id"]
+    assert routed == [INBOUND]  # handed on to the route, which worded the refusal
+    phone = crm.post(INBOUND, json={**CALL, "address": "+1 555", "external_id": "fast-2"})
+    assert phone.status_code == 422 and "not a valid phone number" in phone.json()["detail"]
+
+    def chunks(data: bytes):  # noqa: ANN202 - an iterator makes httpx send Transfer-Encoding: chunked
+        for start in range(0, len(data), 64_000):
+            yield data[start : start + 64_000]
+
+    big = httpx.Request("POST", "/", json={**CALL, "text": "x" * 1_100_000}).content
+    too_large = crm.post(INBOUND, content=chunks(big), headers={"Content-Type": "application/json"})
+    assert too_large.status_code == 413 and too_large.json()["detail"].startswith("Request body too large")
+    assert routed == [INBOUND]
+    assert len(live_server.interactions("Called about a refund")) == 2  # warm-up and fast-1, once each

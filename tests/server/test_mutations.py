@@ -538,6 +538,59 @@ def test_the_same_mutation_id_applies_once(live_server, kind, args, undo_kind, u
         assert db.get(Mutation, once["id"]).status == "applied"
 
 
+def test_a_rejection_after_writes_undoes_them_and_the_rest_of_the_push_applies(live_server, monkeypatch):
+    """Pushes share a transaction (group commit); each mutation's savepoint takes back exactly its own writes."""
+    cid = live_server.world.conversations["maria-email"]
+
+    def refuse(*_args: Any) -> None:  # runs after the reply's interaction and its change were written
+        raise mutations.Rejected("Refused late.")
+
+    monkeypatch.setattr(mutations.sla, "on_agent_reply", refuse)
+    note, reply, second = (new_id() for _ in range(3))
+    changes_before = change_count(live_server)
+    batch = [
+        mutation("note", conversation_id=cid, interaction_id=note, channel="email", text="first"),
+        mutation("reply", conversation_id=cid, interaction_id=reply, channel="email", text="never sent"),
+        mutation("note", conversation_id=cid, interaction_id=second, channel="email", text="second"),
+    ]
+    with client(live_server) as http:
+        results = http.post("/api/v1/sync/push", json={"mutations": batch}).json()["results"]
+    assert [(r["status"], r["reason"]) for r in results] == [("applied", None), ("rejected", "Refused late."), ("applied", None)]
+    assert get(live_server, Interaction, reply) is None
+    assert get(live_server, Interaction, note) is not None and get(live_server, Interaction, second) is not None
+    assert change_count(live_server) == changes_before + 4  # each note: its interaction and its conversation
+    assert conversation(live_server).version == 3
+    assert get(live_server, Mutation, batch[1]["id"]).reason == "Refused late."
+
+
+def test_concurrent_pushes_each_get_their_own_results(live_server):
+    """Many desks pushing at once: each push's results are its own, every applied note is stored once."""
+    cid = live_server.world.conversations["maria-email"]
+    pushes = [
+        [mutation("note", conversation_id=cid, interaction_id=new_id(), channel="email", text=f"note {i}"),
+         mutation("note", conversation_id=new_id(), interaction_id=new_id(), channel="email", text="nowhere")]
+        for i in range(12)
+    ]
+    barrier = threading.Barrier(len(pushes))
+    results: dict[int, list[dict]] = {}
+
+    def send(i: int) -> None:
+        with client(live_server) as http:
+            http.get("/api/v1/me")  # connection open before the rush
+            barrier.wait()
+            results[i] = http.post("/api/v1/sync/push", json={"mutations": pushes[i]}).json()["results"]
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(len(pushes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    for i, batch in enumerate(pushes):
+        assert [(r["id"], r["status"]) for r in results[i]] == [(batch[0]["id"], "applied"), (batch[1]["id"], "rejected")]
+        assert get(live_server, Interaction, batch[0]["args"]["interaction_id"]).text == f"note {i}"
+    assert conversation(live_server).version == 1 + len(pushes)
+
+
 # --- concurrency ---------------------------------------------------------------------------------
 
 

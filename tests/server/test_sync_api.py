@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import select
 
 from agentdesk.server.db import session
-from agentdesk.server.models import Delivery
+from agentdesk.server.models import Delivery, Interaction
 
 
 def client(live, email: str = "alice@example.com") -> httpx.Client:
@@ -56,6 +56,26 @@ def test_bootstrap_pages_only_what_the_agent_may_see(live_server):
     assert world.conversations["maria-email"] in ids
     assert world.conversations["ken-email"] not in ids  # Support's, Alice is in Billing
     assert len(ids) == len(rows) == 2
+
+
+def test_bootstrap_pages_interactions_by_conversation_each_once(live_server):
+    """Interactions page in (conversation, id) order with a compound `next_after`: one-row pages cross from one
+    conversation to the next without skipping or repeating a row, and show only the agent's teams'."""
+    with client(live_server) as http:
+        rows, after = [], ""
+        while after is not None:
+            page = http.get("/api/v1/sync/bootstrap", params={"entity": "interactions", "after": after, "limit": 1}).json()
+            rows += [dict(zip(page["columns"], row)) for row in page["rows"]]
+            after = page["next_after"]
+        page = http.get("/api/v1/sync/bootstrap", params={"entity": "conversations"}).json()
+        conversations = [row[page["columns"].index("id")] for row in page["rows"]]
+    ids = [row["id"] for row in rows]
+    assert ids and len(ids) == len(set(ids))
+    assert {row["conversation_id"] for row in rows} <= set(conversations)
+    with session(live_server.engine) as db:
+        visible = set(db.exec(select(Interaction.id).where(Interaction.conversation_id.in_(conversations))))  # type: ignore[attr-defined]
+    assert set(ids) == visible
+    assert [(r["conversation_id"], r["id"]) for r in rows] == sorted((r["conversation_id"], r["id"]) for r in rows)
 
 
 def test_push_applies_once_and_pull_returns_it(live_server):

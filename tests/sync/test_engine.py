@@ -130,3 +130,18 @@ def test_a_cursor_behind_compaction_reloads_and_keeps_the_outbox(live_server, tm
     assert cache.db.execute("SELECT subject FROM conversations WHERE id = ?", (maria,)).fetchone()[0] == "renamed while the desk was closed"
     assert cache.outbox_count() == 0
     assert len(live_server.interactions("queued before the reset")) == 1
+
+
+def test_a_customer_leaves_the_cache_with_their_last_conversation_of_the_agents_teams(live_server, tmp_path):
+    """Found by tests/sync/test_sync_state_machine.py: with both of María's conversations moved to another team,
+    Alice's cache kept María and her addresses, which a fresh bootstrap of Alice's scope no longer has."""
+    engine, cache = engine_for(live_server, tmp_path)
+    engine.sync_once(cache)
+    world, maria = live_server.world, live_server.world.customers["maria"]
+    support = world.teams["Support"]
+    for label in ("maria-email", "maria-sms"):
+        cache.queue_conversation_change(world.conversations[label], "transfer", {"to_team_id": support}, {"team_id": support})
+        engine.sync_once(cache)
+        assert cache.conversation(world.conversations[label]) is None
+        assert (cache.customer(maria) is None) == (label == "maria-sms")  # gone with the last one, not before
+    assert cache.db.execute("SELECT count(*) FROM identities WHERE customer_id = ?", (maria,)).fetchone()[0] == 0

@@ -42,15 +42,16 @@ class SwitchableHub(Hub):
     """The real hub, which a test can make refuse streams (503) and drop the open ones, then allow again."""
 
     refuse = False
+    plain_pokes = False  # every poke plain, as from a server that predates page pokes
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
         self.resumes: list[int | None] = []  # per stream: the seq the client resumed from
         await super().start()
 
-    def stream(self, agent_id, teams, resume):  # noqa: ANN001, ANN201
+    def stream(self, agent_id, teams, resume, page=None):  # noqa: ANN001, ANN201
         self.resumes.append(resume)
-        return super().stream(agent_id, teams, resume)
+        return super().stream(agent_id, teams, resume, None if self.plain_pokes else page)
 
     @property
     def running(self) -> bool:
@@ -181,6 +182,79 @@ def test_an_inbound_message_reaches_a_running_desk_long_before_its_poll(served, 
     assert took < ARRIVES
     assert engine.status.live and engine.status.last_sync > first
     assert engine._stream.connects == 1  # one stream all along: no reconnect explains the pull
+
+
+def count_pulls(engine: SyncEngine) -> list[str]:
+    """The cursors the engine pulls from, from now on."""
+    pulls: list[str] = []
+    pull = engine.client.pull
+
+    def counted(cursor: str, limit: int) -> dict:
+        pulls.append(cursor)
+        return pull(cursor, limit)
+
+    engine.client.pull = counted  # type: ignore[method-assign]
+    return pulls
+
+
+def test_a_caught_up_desk_applies_the_page_the_poke_carries_without_pulling(served, world, crm_token, tmp_path, running):
+    engine = desk_engine(served.url, world, tmp_path)
+    running.append(engine)
+    engine.start()
+    wait_for(lambda: settled(engine), 10, "the engine never went live")
+    pulls = count_pulls(engine)
+    for text in ("Is my refund through?", "Hello?"):
+        interaction = post_inbound(served.url, crm_token, text)
+        wait_for(lambda: in_cache(engine, interaction), ARRIVES, "the inbound message never reached the cache")
+    assert pulls == []  # the pokes brought the changes
+
+
+def test_with_plain_pokes_the_desk_pulls_as_before(served, world, crm_token, tmp_path, running):
+    served.hub.plain_pokes = True  # a server without page pokes
+    engine = desk_engine(served.url, world, tmp_path)
+    running.append(engine)
+    engine.start()
+    wait_for(lambda: settled(engine), 10, "the engine never went live")
+    pulls = count_pulls(engine)
+    interaction = post_inbound(served.url, crm_token, "Is my refund through?")
+    wait_for(lambda: in_cache(engine, interaction), ARRIVES, "the inbound message never reached the cache")
+    assert pulls  # the poke said only "pull"
+
+
+def test_a_page_applies_only_on_the_cursor_it_starts_from_and_never_twice(served, world, crm_token, tmp_path):
+    engine = desk_engine(served.url, world, tmp_path, live=False)
+    cache = Cache(engine.cache_path)
+    try:
+        engine.sync_once(cache)  # bootstrapped, at the log's head
+        start = cache.state("cursor")
+        interaction = post_inbound(served.url, crm_token, "Is my refund through?")
+        page = {"after": start, **engine.client.pull(start, 1000)}  # what a poke would carry
+        pulls = count_pulls(engine)
+
+        engine._on_page(1, {**page, "after": "not-this-cache"})  # a page for a cursor we do not have
+        engine._on_poke(1)
+        engine.sync_once(cache)
+        assert len(pulls) == 1 and in_cache(engine, interaction)  # dropped; the pull brought the message
+        after_pull = cache.state("cursor")
+        assert after_pull == page["cursor"]
+
+        engine._on_page(2, page)  # exactly where the pull got: nothing to apply, nothing to pull
+        engine._on_poke(2)
+        engine.sync_once(cache)
+        assert len(pulls) == 1 and cache.state("cursor") == after_pull
+
+        with cache.write() as db:  # back to the start, without the message: the page fits again
+            db.execute("DELETE FROM interactions WHERE id = ?", (interaction,))
+            cache.set_state("cursor", start, db)
+        engine._on_page(3, page)
+        engine._on_page(3, page)  # delivered twice: the second no longer starts at the cursor
+        engine._on_poke(3)
+        engine.sync_once(cache)
+        assert len(pulls) == 1 and in_cache(engine, interaction) and cache.state("cursor") == page["cursor"]
+        assert cache.apply_changes(page["changes"], page["cursor"], after=start) == -1  # checked in the transaction
+    finally:
+        cache.close()
+        engine.client.close()
 
 
 def test_presence_and_typing_of_a_teammate_reach_the_desk(served, world, db_engine, tmp_path, running):

@@ -75,6 +75,7 @@ def _configure(app: FastAPI, engine: sa.Engine, settings: Settings | None) -> No
     """Apply declared config, then wrap the app in the body-size and per-token rate limits (server/limits.py)."""
     from agentdesk.config import ServerConfig
     from agentdesk.server.limits import BodyLimit, RateLimit
+    from agentdesk.server.routes.inbound import InboundFastPath
 
     if settings is not None:
         from agentdesk.server.db import session as open_session
@@ -84,6 +85,7 @@ def _configure(app: FastAPI, engine: sa.Engine, settings: Settings | None) -> No
             app.state.declared = apply_declared(db, settings)  # rows changed per kind, for the start banner
     server = settings.server if settings is not None else ServerConfig()
     app.state.settings = settings
+    app.add_middleware(InboundFastPath)  # innermost: inside the limits (issue 6: the busiest request)
     app.add_middleware(BodyLimit, max_bytes=server.max_body_bytes)
     app.add_middleware(RateLimit, rate=server.rate_limit_per_second, burst=server.rate_limit_burst)  # outermost: cheapest refusal first
 

@@ -13,6 +13,7 @@ import os
 import secrets
 import threading
 
+import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from agentdesk.server.models import Agent, AgentTeam, ApiToken
@@ -79,13 +80,25 @@ def _live_token(session: Session, token: str, kind: str) -> ApiToken | None:
     return row
 
 
+_AGENT, _TOKEN = Agent.__table__, ApiToken.__table__  # type: ignore[attr-defined]
+# Core, one query: the token cache (server/deps.py) reloads every desk's caller every few seconds, and with
+# hundreds of desks the ORM's token, agent and team loads cost about as much as all their pushes.
+_AGENT_OF_TOKEN = (
+    sa.select(_AGENT, _TOKEN.c.token_hash.label("token_hash_"))
+    .join(_TOKEN, _TOKEN.c.agent_id == _AGENT.c.id)
+    .where(_TOKEN.c.token_hash == sa.bindparam("digest"), _TOKEN.c.kind == "agent", _TOKEN.c.revoked_at.is_(None))
+)
+_TEAMS_OF = sa.select(AgentTeam.__table__.c.team_id).where(AgentTeam.__table__.c.agent_id == sa.bindparam("agent_id"))  # type: ignore[attr-defined]
+
+
 def agent_for_token(session: Session, token: str) -> Agent | None:
-    """The agent of an unrevoked agent token, if that agent is enabled; None for anything else."""
-    row = _live_token(session, token, "agent")
-    if row is None or row.agent_id is None:
+    """The agent of an unrevoked agent token, if that agent is enabled; None for anything else. A detached
+    copy, read only (not in `session`)."""
+    digest = hash_token(token)
+    row = session.connection().execute(_AGENT_OF_TOKEN, {"digest": digest}).mappings().first()
+    if row is None or not hmac.compare_digest(row["token_hash_"], digest) or not row["active"]:
         return None
-    agent = session.get(Agent, row.agent_id)
-    return agent if agent is not None and agent.active else None
+    return Agent.model_validate({name: row[name] for name in Agent.model_fields})
 
 
 def integration_for_token(session: Session, token: str) -> ApiToken | None:
@@ -94,7 +107,7 @@ def integration_for_token(session: Session, token: str) -> ApiToken | None:
 
 
 def team_ids(session: Session, agent_id: str) -> list[str]:
-    return list(session.exec(select(AgentTeam.team_id).where(AgentTeam.agent_id == agent_id)))
+    return list(session.connection().execute(_TEAMS_OF, {"agent_id": agent_id}).scalars())
 
 
 

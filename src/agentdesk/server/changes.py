@@ -31,6 +31,7 @@ from agentdesk.server.models import (
     Customer,
     Identity,
     Interaction,
+    UTCDateTime,
 )
 from agentdesk.server.wire import ENTITIES, ENTITY_OF, columns, wire_value
 
@@ -88,13 +89,19 @@ def scope(entity: str, row: Mapping[str, Any], conversation_team_id: str | None 
 
 
 _COLUMNS = {entity: columns(entity) for entity in ENTITIES}
+_TIMES = {  # the columns that hold datetimes: the rest go on the wire as they are
+    entity: [c.name for c in model.__table__.columns if isinstance(c.type, UTCDateTime)]  # type: ignore[attr-defined]
+    for entity, model in ENTITIES.items()
+}
 _NO_SCOPE = dict.fromkeys(("team_id", "customer_id", "agent_id", "conversation_id", "other_customer_id"))
 _INSERT_CHANGE = Change.__table__.insert()  # type: ignore[attr-defined]
 
 
 def upsert_change(entity: str, row: Mapping[str, Any], conversation_team_id: str | None = None) -> dict[str, Any]:
     """The change-log row recording an upsert of `row` (all of `entity`'s columns, as Python values)."""
-    data = {name: wire_value(row[name]) for name in _COLUMNS[entity]}
+    data = {name: row[name] for name in _COLUMNS[entity]}
+    for name in _TIMES[entity]:  # (the inbound path writes thousands of these a second)
+        data[name] = wire_value(data[name])
     return {"entity": entity, "entity_id": row["id"], "op": "upsert", "data": data, "created_at": utcnow(),
             **_NO_SCOPE, **scope(entity, row, conversation_team_id)}
 
@@ -142,10 +149,10 @@ def record_customer(session: Session, customer_id: str) -> None:
         record_upsert(session, identity)
 
 
-def record_conversation_moved(session: Session, conversation: Conversation, old_team_id: str) -> None:
-    """A conversation changed team: the old team drops it, the new one receives it whole."""
-    record_delete(session, "conversations", conversation.id, team_id=old_team_id)
-    record_upsert(session, conversation)
-    for interaction in session.exec(select(Interaction).where(Interaction.conversation_id == conversation.id)):
+def record_conversation_moved(session: Session, conversation: Mapping[str, Any], old_team_id: str) -> None:
+    """A conversation (its row, as written) changed team: the old team drops it, the new one receives it whole."""
+    record_delete(session, "conversations", conversation["id"], team_id=old_team_id)
+    insert_changes(session.connection(), [upsert_change("conversations", conversation)])
+    for interaction in session.exec(select(Interaction).where(Interaction.conversation_id == conversation["id"])):
         record_upsert(session, interaction)
-    record_customer(session, conversation.customer_id)
+    record_customer(session, conversation["customer_id"])

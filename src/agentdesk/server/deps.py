@@ -71,6 +71,11 @@ async def _for_token(
     return value
 
 
+def cached_integration(engine: sa.Engine, token: str) -> ApiToken | None:
+    """The integration behind `token` if this process holds it in the token cache (no query, no thread hop)."""
+    return peek(engine, _token_key("integration", token))
+
+
 def _token_key(kind: str, token: str) -> tuple[str, str]:
     return (f"{kind} token", hash_token(token))
 

@@ -3,9 +3,20 @@
 Several server processes may share one database, so nothing here relies on in-process calls to fan out:
 one background task per process polls the database every `poll_interval` for `max(change.seq)` and for
 new `Signal` rows (one query pair per tick, however many subscribers), and hands what it found to every
-subscriber's bounded asyncio.Queue with `put_nowait`, so a slow stream never holds up the others:
+subscriber's bounded asyncio.Queue with `put_nowait`, so a slow stream never holds up the others. A commit
+made by this process wakes the poll at once while anyone listens, so only other processes' commits wait for
+the interval; but a tick that hands something out is never sooner than `min_gap` after the previous one
+that did, so a burst of commits costs the streams no more rounds than the plain poll would.
+
 - a poke is a marker queued at most once per subscriber (pokes coalesce; the stream announces the
   newest seq when it gets to it);
+- the poke carries the changes since the previous one (a "page poke") when the stream had announced the
+  seq the log moved on from, A: a desk that pulled after that poke is caught up, and would otherwise pull
+  these very changes, as all its peers would at the same instant. The page is exactly what pull answers
+  for (A, B] (routes/sync.py `poke_page`), read by the poll in the same thread hop right after it sees B,
+  once per team set of the streams (at most MAX_PAGE_SETS, the most-subscribed first), and encoded once.
+  It is left out (a plain poke) when it exceeds a bounded page. The desk applies it only if its cursor
+  is the page's `after`, otherwise it pulls as after a plain poke (sync/engine.py);
 - a presence or typing event that does not fit marks the subscriber lagged: its stream drops what is
   queued and sends a fresh presence snapshot instead.
 
@@ -26,7 +37,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -143,6 +155,18 @@ def read_snapshot(engine: sa.Engine) -> PresenceSnapshot:
 
 # --- the hub ----------------------------------------------------------------------------------------------------
 
+# The poll's statements, built once: it runs 20 times a second in every server process, and building them
+# cost more than running them.
+_HEAD = sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))
+_NEWER = Signal.seq > sa.bindparam("after")  # type: ignore[operator]
+_SIGNAL_COLUMNS = sa.select(Signal.seq, Signal.kind, Signal.agent_id, Signal.conversation_id, Signal.data)  # type: ignore[call-overload]
+_SIGNALS = _SIGNAL_COLUMNS.where(_NEWER).order_by(Signal.seq).limit(1000)  # type: ignore[arg-type]
+_SIGNALS_AND_GAPS = (
+    _SIGNAL_COLUMNS.where(sa.or_(_NEWER, Signal.seq.in_(sa.bindparam("gaps", expanding=True))))  # type: ignore[union-attr]
+    .order_by(Signal.seq)  # type: ignore[arg-type]
+    .limit(1000)
+)
+
 
 @dataclass(eq=False)
 class Subscriber:
@@ -152,15 +176,21 @@ class Subscriber:
     teams: frozenset[str]
     sent_seq: int  # the newest change seq this stream has announced (or the client said it had)
     queue: asyncio.Queue = field(repr=False)  # type: ignore[type-arg]
+    pages: PageSource | None = field(default=None, repr=False)  # what this stream's page pokes carry
     poke_queued: bool = False
     lagged: bool = False
     closed: bool = False
+
+
+PageSource = Callable[[int, int], str | None]  # (after, seq) -> the page of (after, seq] as JSON, or None
+MAX_PAGE_SETS = 32  # team sets whose pages one tick reads; streams of the others get plain pokes
 
 
 @dataclass
 class _Tick:
     seq: int
     signals: list[tuple[int, str, str, str | None, dict[str, Any]]]  # seq, kind, agent id, conversation, data
+    pages: dict[frozenset[str], str] = field(default_factory=dict)  # team set -> its page of the new changes
 
 
 class Hub:
@@ -175,9 +205,11 @@ class Hub:
         signal_ttl: float = 60.0,
         prune_every: float = 10.0,
         gap_wait: float = 2.0,
+        min_gap: float = 0.05,
     ) -> None:
         self.engine = engine
         self.poll_interval = poll_interval
+        self.min_gap = min_gap  # between two ticks that hand something out (see the module docstring)
         self.heartbeat = heartbeat
         self.offline_grace = offline_grace
         self.queue_size = queue_size
@@ -185,14 +217,22 @@ class Hub:
         self.prune_every = prune_every
         self.gap_wait = gap_wait
         self.seq = 0  # newest change seq seen
+        self.prev_seq = -1  # the seq before the log's last move: streams that announced it get page pokes
         self.signal_seq = 0  # newest signal seq seen
         self._gaps: dict[int, float] = {}  # signal seqs below signal_seq not seen yet -> when first missed
         self._subscribers: set[Subscriber] = set()
         self._by_agent: dict[str, set[Subscriber]] = {}
+        self._page_sets: Counter[frozenset[str]] = Counter()  # team set -> its streams that take page pokes
+        self._page_sources: dict[frozenset[str], PageSource] = {}  # team set -> how to read its pages
         self._grace: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._limiter = anyio.CapacityLimiter(1)  # the poll never waits behind request handlers' threads
         self._poke_cache: tuple[int, bytes] = (-1, b"")
+        self._page_pokes: dict[frozenset[str], bytes] = {}  # team set -> the poke of (prev_seq, seq] with its page
+        self._woken = asyncio.Event()  # this process committed: poll now
+        self._wake_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handed_out_at = 0.0  # when a tick last handed events out
         self._server: Any = None  # the uvicorn.Server serving us, when found
         self.closing = False
         self.ticks = 0
@@ -209,10 +249,15 @@ class Hub:
         self.closing = False
         self.seq, self.signal_seq = await anyio.to_thread.run_sync(self._read_heads, limiter=self._limiter)
         self._server = _serving_uvicorn_server()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="agentdesk-event-hub")
+        self._loop = asyncio.get_running_loop()
+        self._woken = asyncio.Event()
+        sa.event.listen(Session, "after_commit", self._committed)
+        self._task = self._loop.create_task(self._run(), name="agentdesk-event-hub")
 
     async def stop(self) -> None:
         self.close_streams()
+        if sa.event.contains(Session, "after_commit", self._committed):
+            sa.event.remove(Session, "after_commit", self._committed)
         for task in self._grace.values():
             task.cancel()
         self._grace.clear()
@@ -244,10 +289,16 @@ class Hub:
     def subscriber_count(self) -> int:
         return len(self._subscribers)
 
-    def subscribe(self, agent_id: str, teams: list[str] | frozenset[str], sent_seq: int = -1) -> Subscriber:
-        sub = Subscriber(agent_id=agent_id, teams=frozenset(teams), sent_seq=sent_seq, queue=asyncio.Queue(self.queue_size))
+    def subscribe(
+        self, agent_id: str, teams: list[str] | frozenset[str], sent_seq: int = -1, pages: PageSource | None = None
+    ) -> Subscriber:
+        sub = Subscriber(agent_id=agent_id, teams=frozenset(teams), sent_seq=sent_seq,
+                         queue=asyncio.Queue(self.queue_size), pages=pages)
         self._subscribers.add(sub)
         self._by_agent.setdefault(agent_id, set()).add(sub)
+        if pages is not None:
+            self._page_sets[sub.teams] += 1
+            self._page_sources.setdefault(sub.teams, pages)
         pending = self._grace.pop(agent_id, None)
         if pending is not None:
             pending.cancel()  # back within the grace period
@@ -259,6 +310,10 @@ class Hub:
         if sub not in self._subscribers:
             return
         self._subscribers.discard(sub)
+        if sub.pages is not None:
+            self._page_sets[sub.teams] -= 1
+            if not self._page_sets[sub.teams]:
+                del self._page_sets[sub.teams], self._page_sources[sub.teams]
         streams = self._by_agent.get(sub.agent_id)
         if streams is not None:
             streams.discard(sub)
@@ -292,6 +347,14 @@ class Hub:
             self._poke_cache = (self.seq, encoded)
         return encoded
 
+    def _next_poke(self, sub: Subscriber) -> bytes:
+        """The poke announcing the newest seq to `sub`: with the changes since its last poke when that one
+        announced the seq the log moved on from and the tick read its teams' page (see the module docstring)."""
+        after, sub.sent_seq = sub.sent_seq, self.seq
+        if after == self.prev_seq and (encoded := self._page_pokes.get(sub.teams)) is not None:
+            return encoded
+        return self.poke_bytes()
+
     async def snapshot_bytes(self, sub: Subscriber) -> tuple[int, bytes]:
         snapshot = await anyio.to_thread.run_sync(read_snapshot, self.engine)
         events = [
@@ -300,13 +363,17 @@ class Hub:
         ]
         return snapshot.seq, b"".join(events)
 
-    async def stream(self, agent_id: str, teams: list[str], resume: int | None) -> AsyncIterator[bytes]:
+    async def stream(
+        self, agent_id: str, teams: list[str], resume: int | None, pages: PageSource | None = None
+    ) -> AsyncIterator[bytes]:
         """The events of one SSE stream: presence of every agent, a poke, then whatever happens.
 
         `resume` is the seq the client last heard of (Last-Event-ID or ?seq=): then the first poke is
-        sent only if the log moved on since; without it the first poke always comes.
+        sent only if the log moved on since; without it the first poke always comes (plain: the hub knows
+        nothing of the client's cursor yet). `pages(after, seq)`: the changes in (after, seq] this stream
+        may see, for page pokes (called in the poll's thread); without it every poke is plain.
         """
-        sub = self.subscribe(agent_id, teams, -1 if resume is None else resume)
+        sub = self.subscribe(agent_id, teams, -1 if resume is None else resume, pages)
         try:
             seq, presence = await self.snapshot_bytes(sub)
             first = [presence]
@@ -338,8 +405,7 @@ class Hub:
                     _, presence = await self.snapshot_bytes(sub)
                     chunks = [presence]
                 if self.seq > sub.sent_seq:
-                    chunks.append(self.poke_bytes())
-                    sub.sent_seq = self.seq
+                    chunks.append(self._next_poke(sub))
                 if chunks:
                     yield b"".join(chunks)
         finally:
@@ -353,14 +419,30 @@ class Hub:
             signal_seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(Signal.seq), 0))).scalar_one()
         return seq, signal_seq
 
-    def _read(self, after: int, gaps: list[int]) -> _Tick:
-        cols = (Signal.seq, Signal.kind, Signal.agent_id, Signal.conversation_id, Signal.data)
-        newer = Signal.seq > after  # type: ignore[operator]
-        where = sa.or_(newer, Signal.seq.in_(gaps)) if gaps else newer  # type: ignore[union-attr]
+    def _read(self, after: int, gaps: list[int], seq: int, sources: dict[frozenset[str], PageSource]) -> _Tick:
+        """New signals after `after` (and the `gaps`), the change log's head and, if it moved on from `seq`,
+        the page of the changes since for each team set of `sources`."""
         with self.engine.connect() as conn:
-            seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))).scalar_one()
-            rows = conn.execute(sa.select(*cols).where(where).order_by(Signal.seq).limit(1000)).all()  # type: ignore[arg-type]
-        return _Tick(seq=seq, signals=[(r[0], r[1], r[2], r[3], r[4] or {}) for r in rows])
+            head = conn.execute(_HEAD).scalar_one()
+            if gaps:
+                rows = conn.execute(_SIGNALS_AND_GAPS, {"after": after, "gaps": gaps}).all()
+            else:
+                rows = conn.execute(_SIGNALS, {"after": after}).all()
+        tick = _Tick(seq=head, signals=[(r[0], r[1], r[2], r[3], r[4] or {}) for r in rows])
+        if head > seq:
+            for teams, source in sources.items():
+                try:
+                    page = source(seq, head)
+                except Exception:  # noqa: BLE001 - a cursor behind the horizon, say: the desks pull and are told
+                    log.debug("no page for a poke", exc_info=True)
+                    continue
+                if page is not None:
+                    tick.pages[teams] = page
+        return tick
+
+    def _sources(self) -> dict[frozenset[str], PageSource]:
+        """The page source of each team set with streams, the most-subscribed first (MAX_PAGE_SETS at most)."""
+        return {teams: self._page_sources[teams] for teams, _ in self._page_sets.most_common(MAX_PAGE_SETS)}
 
     def _prune(self) -> None:
         cutoff = utcnow() - timedelta(seconds=self.signal_ttl)
@@ -375,17 +457,39 @@ class Hub:
                 )
             )
 
+    def _committed(self, session: Session) -> None:
+        """A session committed (in any thread): if it wrote to our database, wake the poll."""
+        if session.bind is self.engine and self._subscribers and not self._wake_pending and self._loop is not None:
+            self._wake_pending = True  # one wake-up in flight is enough; cleared by the poll
+            try:
+                self._loop.call_soon_threadsafe(self._woken.set)
+            except RuntimeError:  # the loop is closed: the server is gone
+                pass
+
+    async def _wait(self, began: float) -> None:
+        """Until `poll_interval` after `began` or a commit of this process, whichever comes first, but not
+        within `min_gap` of the last tick that handed events out."""
+        try:
+            await asyncio.wait_for(self._woken.wait(), max(0.0, began + self.poll_interval - time.monotonic()))
+        except TimeoutError:
+            pass
+        await asyncio.sleep(max(0.0, self._handed_out_at + self.min_gap - time.monotonic()))
+
     async def _run(self) -> None:
         last_prune = time.monotonic()
         while True:
+            began = time.monotonic()
+            self._woken.clear()  # before reading: a commit from here on is read by this tick or wakes the next
+            self._wake_pending = False
             try:
                 if self._server is not None and self._server.should_exit and not self.closing:
                     self.close_streams()
                 tick = await anyio.to_thread.run_sync(
-                    self._read, self.signal_seq, sorted(self._gaps), limiter=self._limiter
+                    self._read, self.signal_seq, sorted(self._gaps), self.seq, self._sources(), limiter=self._limiter
                 )
                 self.ticks += 1
-                self._apply(tick)
+                if self._apply(tick):
+                    self._handed_out_at = time.monotonic()
                 if time.monotonic() - last_prune >= self.prune_every:
                     last_prune = time.monotonic()
                     await anyio.to_thread.run_sync(self._prune, limiter=self._limiter)
@@ -394,9 +498,10 @@ class Hub:
             except Exception:
                 log.exception("event hub poll failed; retrying")
                 await asyncio.sleep(max(self.poll_interval, 1.0))
-            await asyncio.sleep(self.poll_interval)
+            await self._wait(began)
 
-    def _apply(self, tick: _Tick) -> None:
+    def _apply(self, tick: _Tick) -> bool:
+        """Hand what the tick found to the subscribers; True if there was anything."""
         now = time.monotonic()
         events: list[tuple[str, str, dict[str, Any]]] = []  # kind, agent id, data
         for seq, kind, agent_id, conversation_id, data in tick.signals:
@@ -413,9 +518,12 @@ class Hub:
                 del self._gaps[missing]
         if events:
             self._fan_out_signals(events)
-        if tick.seq > self.seq:
-            self.seq = tick.seq
-            self._fan_out_poke()
+        if tick.seq <= self.seq:
+            return bool(events)
+        self.prev_seq, self.seq = self.seq, tick.seq
+        self._page_pokes = {teams: event for teams, page in tick.pages.items() if (event := _page_poke(tick.seq, page))}
+        self._fan_out_poke()
+        return True
 
     def _fan_out_poke(self) -> None:
         for sub in self._subscribers:
@@ -449,6 +557,14 @@ class Hub:
             sub.queue.put_nowait(encoded)
         except asyncio.QueueFull:
             sub.lagged = True  # its stream will send a fresh presence snapshot instead
+
+
+def _page_poke(seq: int, page: str) -> bytes | None:
+    """The poke announcing `seq` with its page (JSON text); None if the text could break the event's framing
+    (JSON text never holds a raw line break, but the framing must not depend on it)."""
+    if "\n" in page or "\r" in page:
+        return None
+    return f'id: {seq}\nevent: poke\ndata: {{"seq":{seq},"page":{page}}}\n\n'.encode()
 
 
 def _serving_uvicorn_server() -> Any:

@@ -19,9 +19,8 @@ validation cost several times the SQL itself here and buy nothing for rows writt
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
-import threading
-import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +37,8 @@ from agentdesk.domain.identity import AddressError, contacts_in_text, normalize_
 from agentdesk.server import routing, sla
 from agentdesk.server.auth import new_id
 from agentdesk.server.changes import begin_write, insert_changes, upsert_change
-from agentdesk.server.db import session as open_session
-from agentdesk.server.models import Conversation, Customer, Identity, Interaction, MergeSuggestion
+from agentdesk.server.group_commit import GroupCommit, writer_for
+from agentdesk.server.models import Conversation, Customer, Identity, Interaction, MergeSuggestion, new_row
 
 CHANNELS = ("phone", "email", "chat", "sms", "whatsapp")
 _SUBJECT_PREFIX = re.compile(r"^\s*((re|fwd?|aw|sv|vs|tr)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
@@ -76,13 +75,14 @@ class Ingested:
     duplicate: bool = False
 
 
+INGEST_ATTEMPTS = 3  # tries of a batch that lost a race to a concurrent writer of the same rows
 Outcome = Ingested | Exception  # per item of a batch: stored (or recognised), or why not
 
 
 # ------------------------------------------------------------------------------------------- entry points
 
 
-def ingest(session: Session, item: Inbound, *, default_region: str = "US", attempts: int = 3) -> Ingested:
+def ingest(session: Session, item: Inbound, *, default_region: str = "US", attempts: int = INGEST_ATTEMPTS) -> Ingested:
     """Store one inbound interaction (at most once per channel and external id) and commit."""
     outcome = _store_batch(session, [_prepare(item, default_region)], attempts)[0]
     if isinstance(outcome, Exception):
@@ -90,7 +90,7 @@ def ingest(session: Session, item: Inbound, *, default_region: str = "US", attem
     return outcome
 
 
-def ingest_many(session: Session, items: Sequence[Inbound], *, default_region: str = "US", attempts: int = 3) -> list[Outcome]:
+def ingest_many(session: Session, items: Sequence[Inbound], *, default_region: str = "US", attempts: int = INGEST_ATTEMPTS) -> list[Outcome]:
     """Store a batch in one transaction and commit; an outcome per item, in order. An item that cannot be
     stored (InboundError, routing.NoTeam, a database error after `attempts` tries) is left out and the
     others are stored without it."""
@@ -133,13 +133,20 @@ def _prepare(item: Inbound, default_region: str) -> _Prepared:
     if item.channel not in CHANNELS:
         raise InboundError(f"Unknown channel {item.channel!r}; expected one of: {', '.join(CHANNELS)}.")
     try:
-        kind, address = normalize_address(item.channel, item.address, default_region)
+        kind, address = _sender(item.channel, item.address, default_region)
     except AddressError as exc:
         raise InboundError(str(exc)) from None
     # Contacts named in the message (a signature, a pre-chat form) may belong to someone else.
     text = "\n".join([item.text, *(str(v) for k, v in item.metadata.items() if k in _CONTACT_FIELDS)])
     contacts = contacts_in_text(text, default_region) if _MAY_NAME_A_CONTACT.search(text) else []
     return _Prepared(item, kind, address, default_region, contacts)
+
+
+@functools.lru_cache(maxsize=16_384)
+def _sender(channel: str, address: str, region: str) -> tuple[str, str]:
+    """normalize_address, remembered: most messages come from returning senders, and parsing a phone number
+    costs more than the rest of preparing the message (an AddressError is not remembered)."""
+    return normalize_address(channel, address, region)
 
 
 # Raised by `_store` before it writes anything for its item: the batch carries on without that item.
@@ -256,23 +263,6 @@ _TOUCHED = ("status", "snooze_until", "closed_at", "first_response_due", "next_r
             "awaiting_since", "sla_due", "last_message_at", "updated_at", "version")
 
 
-def _defaults(model: type[SQLModel]) -> Callable[[], dict[str, Any]]:
-    """A maker of `model`'s default values (its fields' defaults and default factories) as a dict row."""
-    fixed: dict[str, Any] = {}
-    factories: dict[str, Callable[[], Any]] = {}
-    for name, info in model.model_fields.items():
-        if info.default_factory is not None:
-            factories[name] = info.default_factory  # type: ignore[assignment]
-        else:
-            fixed[name] = None if info.is_required() else info.default
-    return lambda: {**fixed, **{name: make() for name, make in factories.items()}}
-
-
-_NEW = {model: _defaults(model) for model in (Customer, Identity, Conversation, Interaction, MergeSuggestion)}
-
-
-def _new_row(model: type[SQLModel], **values: Any) -> dict[str, Any]:
-    return {**_NEW[model](), **values}
 
 
 # ------------------------------------------------------------------------------------------- one batch's state
@@ -311,12 +301,12 @@ class _Batch:
         keys = {(p.item.channel, p.item.external_id) for p in items if p.item.external_id}
         keys |= {("email", ref) for p in items if p.item.channel == "email" for ref in p.item.references}
         if keys:
-            rows = self.connection.execute(_SEEN_ANY, {"channels": list({k[0] for k in keys}), "external_ids": list({k[1] for k in keys})})
+            rows = self.connection.execute(_SEEN_ANY, {"channels": list({k[0] for k in keys}), "external_ids": list({k[1] for k in keys})}).all()
             self.seen = {(r.channel, r.external_id): Ingested(r.id, r.conversation_id, r.customer_id) for r in rows if (r.channel, r.external_id) in keys}
         senders = {(p.kind, p.address) for p in items}
         self.owners = dict.fromkeys(senders)
         params = {"kinds": list({k for k, _ in senders}), "addresses": list({a for _, a in senders})}
-        for row in self.connection.execute(_OWNERS_ANY, params):
+        for row in self.connection.execute(_OWNERS_ANY, params).all():
             if (row.kind, row.address) in senders:
                 self.owners[(row.kind, row.address)] = self._follow_merges(row.id, row.merged_into)
         customers = list({c for c in self.owners.values() if c is not None})
@@ -345,7 +335,7 @@ class _Batch:
             return
         self.contact_owners = dict.fromkeys(contacts)
         params = {"kinds": list({k for k, _ in contacts}), "addresses": list({a for _, a in contacts})}
-        for row in self.connection.execute(_CONTACT_OWNERS_ANY, params):
+        for row in self.connection.execute(_CONTACT_OWNERS_ANY, params).all():
             if (row.kind, row.address) in contacts:
                 self.contact_owners[(row.kind, row.address)] = row.customer_id
         owners = {c for c in self.contact_owners.values() if c is not None}
@@ -354,7 +344,7 @@ class _Batch:
             self.suggested = {(row.customer_id, row.other_id) for row in rows}
 
     def _load_open_conversations(self, customers: list[str], execute: Callable[..., sa.CursorResult]) -> None:
-        for row in execute(_OPEN_OF_CUSTOMERS, {"customer_ids": customers}).mappings():
+        for row in execute(_OPEN_OF_CUSTOMERS, {"customer_ids": customers}).mappings().all():  # all(): one fetch
             self.adopt(row)
         self._loaded.update(customers)
 
@@ -363,8 +353,8 @@ class _Batch:
         if not customers:
             return
         params = {"customer_ids": customers}
-        self.customers.update({row["id"]: (row, []) for row in execute(_CUSTOMERS_ANY, params).mappings()})
-        for row in execute(_IDENTITIES_ANY, params).mappings():
+        self.customers.update({row["id"]: (row, []) for row in execute(_CUSTOMERS_ANY, params).mappings().all()})
+        for row in execute(_IDENTITIES_ANY, params).mappings().all():
             self.customers[row["customer_id"]][1].append(row)
 
     def customer_rows(self, customer_id: str) -> tuple[Any, list[Any]]:
@@ -483,7 +473,7 @@ def _store(batch: _Batch, prepared: _Prepared) -> Ingested:
     conversation.updated_at = utcnow()
     conversation.version += 1
     batch.changed(conversation)
-    interaction = _new_row(
+    interaction = new_row(
         Interaction, id=new_id(), conversation_id=conversation.id, customer_id=customer_id, channel=item.channel,
         direction="inbound", text=item.text, subject=item.subject, meta={**item.metadata, "address": prepared.address},
         external_id=item.external_id, occurred_at=at,
@@ -507,8 +497,8 @@ def _new_customer(batch: _Batch, prepared: _Prepared) -> str:
     """A customer for a new sender, with the sender's identity (announced with the new conversation)."""
     name = prepared.item.name
     display = (name or "").strip() or prepared.address
-    customer = _new_row(Customer, id=new_id(), display_name=display, first_name=display.split()[0] if name and name.split() else "")
-    identity = _new_row(Identity, id=new_id(), customer_id=customer["id"], kind=prepared.kind, address=prepared.address)
+    customer = new_row(Customer, id=new_id(), display_name=display, first_name=display.split()[0] if name and name.split() else "")
+    identity = new_row(Identity, id=new_id(), customer_id=customer["id"], kind=prepared.kind, address=prepared.address)
     batch.add_customer(customer, identity)
     return customer["id"]
 
@@ -571,7 +561,7 @@ def thread_subject(subject: str | None) -> str:
 def _new_conversation(batch: _Batch, item: Inbound, customer_id: str, team: Any, at: datetime) -> dict[str, Any]:
     """A routed conversation's row (version 1, not yet written): the caller applies the message to it."""
     agent_id = None if item.auto_reply else batch.rotation.choose(team, item.channel)
-    row = _new_row(
+    row = new_row(
         Conversation, id=new_id(), customer_id=customer_id, channel=item.channel, team_id=team.id,
         assignee_id=agent_id, subject=item.subject, thread_key=item.thread_key, created_at=at, last_message_at=at,
     )
@@ -590,7 +580,7 @@ def _suggest_merges(batch: _Batch, customer_id: str, prepared: _Prepared) -> Non
         pair = first, other = tuple(sorted((customer_id, owner)))
         if pair not in batch.suggested:
             where = "an email signature" if item.channel == "email" else f"a {item.channel} message"
-            suggestion = _new_row(
+            suggestion = new_row(
                 MergeSuggestion, id=new_id(), customer_id=first, other_id=other,
                 reason=f"The {kind} {address} appears in {where} and belongs to the other customer.",
             )
@@ -602,93 +592,10 @@ def _suggest_merges(batch: _Batch, customer_id: str, prepared: _Prepared) -> Non
 # ------------------------------------------------------------------------------------------- group commit
 
 
-_Waiting = tuple[_Prepared, asyncio.AbstractEventLoop, "asyncio.Future[Ingested]"]  # an item and who awaits it
+def _store_queued(session: Session, batch: Sequence[_Prepared]) -> list[Outcome]:
+    return _store_batch(session, batch, INGEST_ATTEMPTS)
 
 
-class InboundWriter:
-    """Group commit on one database: callers queue prepared items; one thread stores everything queued in
-    one transaction (`_store_batch`, at most `max_batch` items) and answers each caller after the commit.
-
-    On SQLite every writer waits its turn for the one write lock anyway; a commit per webhook would make
-    each pay its own transaction (lock hand-over, BEGIN, COMMIT, a thread-pool hop). Batches form by
-    themselves: whatever arrives while a batch is being written is the next batch, so a lone message waits
-    for nothing. The thread exits after `idle_seconds` without work and starts again on the next item.
-    """
-
-    def __init__(self, engine: sa.Engine, *, max_batch: int = 64, idle_seconds: float = 10.0, attempts: int = 3) -> None:
-        self.engine = engine
-        self.max_batch = max_batch
-        self.idle_seconds = idle_seconds
-        self.attempts = attempts
-        self._queue: list[_Waiting] = []
-        self._ready = threading.Condition()
-        self._running = False
-
-    async def submit(self, prepared: _Prepared) -> Ingested:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Ingested] = loop.create_future()
-        with self._ready:
-            self._queue.append((prepared, loop, future))
-            if self._running:
-                self._ready.notify()
-            else:
-                self._running = True
-                threading.Thread(target=self._run, name="agentdesk-inbound-writer", daemon=True).start()
-        return await future
-
-    def _run(self) -> None:
-        try:
-            while batch := self._next_batch():
-                self._write(batch)
-        except BaseException:
-            with self._ready:
-                self._running = False  # died of something unforeseen: the next submit starts a new thread
-            raise
-
-    def _next_batch(self) -> list[_Waiting]:
-        """The queued items (up to max_batch), waiting for some; [] once idle for idle_seconds (then stopped)."""
-        with self._ready:
-            if not self._queue:
-                self._ready.wait(self.idle_seconds)
-            if not self._queue:
-                self._running = False  # under the lock: a submit from now on starts a new thread
-                return []
-            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
-            return batch
-
-    def _write(self, batch: list[_Waiting]) -> None:
-        try:
-            with open_session(self.engine) as session:
-                outcomes: list[Outcome] = _store_batch(session, [prepared for prepared, _, _ in batch], self.attempts)
-        except Exception as exc:  # e.g. no connection to the database: every caller hears it, none waits forever
-            outcomes = [exc] * len(batch)
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Ingested], Outcome]]] = {}
-        for (_, loop, future), outcome in zip(batch, outcomes, strict=True):
-            by_loop.setdefault(loop, []).append((future, outcome))
-        for loop, answers in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_answer, answers)  # one wake-up of the loop per batch, not per item
-            except RuntimeError:  # that loop is closed: its server has stopped, nobody is waiting
-                pass
-
-
-def _answer(answers: list[tuple[asyncio.Future[Ingested], Outcome]]) -> None:
-    for future, outcome in answers:
-        if future.done():  # the caller went away (a cancelled request); the item is stored all the same
-            continue
-        if isinstance(outcome, Exception):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
-
-_writers: weakref.WeakKeyDictionary[sa.Engine, InboundWriter] = weakref.WeakKeyDictionary()
-_writers_lock = threading.Lock()
-
-
-def _writer_for(engine: sa.Engine) -> InboundWriter:
-    with _writers_lock:
-        writer = _writers.get(engine)
-        if writer is None:
-            writer = _writers[engine] = InboundWriter(engine)
-        return writer
+def _writer_for(engine: sa.Engine) -> GroupCommit:
+    """This engine's inbound writer: concurrent messages share a transaction (server/group_commit.py)."""
+    return writer_for(engine, _store_queued, name="agentdesk-inbound-writer")

@@ -126,11 +126,12 @@ class TokenBuckets:
 
 
 def bearer_token(scope: Scope) -> str | None:
+    """The token of the request's (first) Authorization header if it is a bearer token: what the auth
+    dependencies (FastAPI's HTTPBearer) read."""
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
             scheme, _, token = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
     return None
 
 

@@ -6,6 +6,8 @@ Datetimes are aware UTC on both SQLite and PostgreSQL (see `UTCDateTime`).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -291,3 +293,21 @@ class ServerState(SQLModel, table=True):
     __tablename__ = "server_state"
     key: str = Field(primary_key=True, max_length=64)
     value: str
+
+
+def new_row(model: type[SQLModel], **values: Any) -> dict[str, Any]:
+    """A row of `model` for a Core insert: its fields' defaults (factories called), then `values`."""
+    return {**_defaults(model)(), **values}
+
+
+@functools.cache
+def _defaults(model: type[SQLModel]) -> Callable[[], dict[str, Any]]:
+    """A maker of `model`'s default values (its fields' defaults and default factories) as a dict row."""
+    fixed: dict[str, Any] = {}
+    factories: dict[str, Callable[[], Any]] = {}
+    for name, info in model.model_fields.items():
+        if info.default_factory is not None:
+            factories[name] = info.default_factory  # type: ignore[assignment]
+        else:
+            fixed[name] = None if info.is_required() else info.default
+    return lambda: {**fixed, **{name: make() for name, make in factories.items()}}

@@ -1,9 +1,11 @@
 """Push: intent mutations from clients, each applied at most once by its client mutation id.
 
 Each kind has an argument model (extra="forbid": no mass assignment) and one small applier in `APPLIERS`.
-`apply` takes the change-log lock (`changes.begin_write`) first, before any read, so writers queue on it
-before they lock rows, and what they then read is fresh. Anything the caller may not see is rejected with
-the same words as something that does not exist.
+Pushes are stored by group commit (`push`, server/group_commit.py): one thread applies the pushes queued
+meanwhile in one transaction, each mutation in a savepoint of its own (`_apply_one`), so a rejected one
+leaves no trace but its id and reason. That transaction takes the change-log lock (`changes.begin_write`)
+first, before any read, so writers queue on it before they lock rows, and what they then read is fresh.
+Anything the caller may not see is rejected with the same words as something that does not exist.
 
 Concurrency: besides that lock (which a writer elsewhere may not take first), a conversation changes only
 through `_update`, a compare-and-set on its version (UPDATE … WHERE id = :id AND version = :read [AND
@@ -22,9 +24,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
@@ -37,7 +40,6 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, SQLModel, select
 
@@ -46,11 +48,14 @@ from agentdesk.domain.identity import normalize_email
 from agentdesk.server import delivery, sla
 from agentdesk.server.changes import (
     begin_write,
+    insert_changes,
     record_conversation_moved,
     record_customer,
     record_delete,
     record_upsert,
+    upsert_change,
 )
+from agentdesk.server.group_commit import writer_for
 from agentdesk.server.models import (
     Agent,
     AgentTeam,
@@ -62,8 +67,9 @@ from agentdesk.server.models import (
     MergeSuggestion,
     Mutation,
     Team,
+    new_row,
 )
-from agentdesk.server.visibility import teams_seeing, visible_conversation
+from agentdesk.server.visibility import teams_seeing
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _ATTEMPTS = 8  # compare-and-set retries of one mutation before it is rejected as contended
@@ -239,12 +245,25 @@ class _Ctx:
     """One attempt at one mutation: the caller, their teams, and the moment it applies."""
 
     session: Session
+    connection: sa.Connection  # the session's, for Core statements (asked once: Session.connection() is not free)
     agent: Agent
     teams: list[str]
     now: datetime
 
 
-_C = Conversation.__table__.c  # type: ignore[attr-defined]
+_CONVERSATION = Conversation.__table__  # type: ignore[attr-defined]
+_C = _CONVERSATION.c
+_MUTATION = Mutation.__table__  # type: ignore[attr-defined]
+_INTERACTION = Interaction.__table__  # type: ignore[attr-defined]
+# The hot path speaks Core with statements built once (a one-note push is a few index probes and inserts;
+# the ORM's unit of work cost several times that). Conversations are plain rows (SimpleNamespace) here.
+_CONVERSATION_BY_ID = sa.select(_CONVERSATION).where(_C.id == sa.bindparam("id"))
+_INTERACTION_ID = sa.select(_INTERACTION.c.id).where(_INTERACTION.c.id == sa.bindparam("id"))
+_MUTATION_BY_ID = sa.select(_MUTATION.c.id, _MUTATION.c.status, _MUTATION.c.reason).where(_MUTATION.c.id == sa.bindparam("id"))
+_INSERT_INTERACTION, _INSERT_MUTATION = _INTERACTION.insert(), _MUTATION.insert()
+# SET whatever columns the parameters name, WHERE the row is still at the version read.
+_SET_CONVERSATION = _CONVERSATION.update().where(_C.id == sa.bindparam("id_"), _C.version == sa.bindparam("version_"))
+_UNASSIGNED = _C.assignee_id.is_(None)
 _SLA_FIELDS = {"status", "priority", "team_id"}  # a change to any of these moves the SLA clocks
 
 
@@ -253,14 +272,26 @@ def _gone(what: str) -> Rejected:
     return Rejected(f"That {what} no longer exists or is not visible to you.")
 
 
-def _expect_version(conversation: Conversation, expected: int | None) -> None:
+def _expect_version(conversation: SimpleNamespace, expected: int | None) -> None:
     if expected is not None and expected != conversation.version:
         raise Rejected(f"This conversation changed since you opened it (version {expected}, now {conversation.version}).")
 
 
-def _conversation(ctx: _Ctx, conversation_id: str, expected_version: int | None = None) -> Conversation:
+def _conversation_rows(session: Session, *where: sa.ColumnElement[bool]) -> list[SimpleNamespace]:
+    """Conversations as plain rows, fresh from the database, in id order."""
+    rows = session.connection().execute(sa.select(_CONVERSATION).where(*where).order_by(_C.id)).mappings()
+    return [SimpleNamespace(**row) for row in rows]
+
+
+def _visible(ctx: _Ctx, conversation_id: str) -> SimpleNamespace | None:
+    """A conversation (a plain row) if it is in one of the caller's teams."""
+    row = ctx.connection.execute(_CONVERSATION_BY_ID, {"id": conversation_id}).mappings().first()
+    return SimpleNamespace(**row) if row is not None and row["team_id"] in ctx.teams else None
+
+
+def _conversation(ctx: _Ctx, conversation_id: str, expected_version: int | None = None) -> SimpleNamespace:
     """A conversation in one of the caller's teams, at the version the caller expects (if they said)."""
-    conversation = visible_conversation(ctx.session, ctx.teams, conversation_id)
+    conversation = _visible(ctx, conversation_id)
     if conversation is None:
         raise _gone("conversation")
     _expect_version(conversation, expected_version)
@@ -280,30 +311,36 @@ def _compare_and_set(session: Session, row: SQLModel, *where: sa.ColumnElement[b
 def _update(
     session: Session,
     now: datetime,
-    conversation: Conversation,
+    conversation: SimpleNamespace,
     values: dict[str, Any],
     *,
-    guard: sa.ColumnElement[bool] | None = None,
-    hook: Callable[[Session, Conversation, datetime], None] | None = None,
+    only_if_unassigned: bool = False,
+    hook: Callable[[Session, SimpleNamespace, datetime], None] | None = None,
+    after: Sequence[dict[str, Any]] = (),
 ) -> bool:
-    """The one way a conversation changes: bump version and updated_at by compare-and-set, apply `values`,
-    move the SLA clocks, record the change (as a move when the team changed). False: nothing to change."""
+    """The one way a conversation changes: apply `values`, move the SLA clocks, bump version and updated_at,
+    write what changed by compare-and-set on the version read, record the change (as a move when the team
+    changed) after the change-log rows in `after` (one insert for both). False: nothing to change."""
     changes = {key: value for key, value in values.items() if getattr(conversation, key) != value}
-    if not changes and hook is None:
+    if not (changes or hook or after):
         return False
-    where = [_C.version == conversation.version] + ([guard] if guard is not None else [])
-    _compare_and_set(session, conversation, *where, version=conversation.version + 1, updated_at=now)
-    old_team_id = conversation.team_id
-    for key, value in changes.items():
-        setattr(conversation, key, value)
+    before = dict(vars(conversation))
+    vars(conversation).update(changes)
     if hook is not None:
         hook(session, conversation, now)
     if changes.keys() & _SLA_FIELDS:
         sla.on_status(session, conversation, now)
-    if conversation.team_id != old_team_id:
-        record_conversation_moved(session, conversation, old_team_id)
+    conversation.version, conversation.updated_at = before["version"] + 1, now
+    written = {key: value for key, value in vars(conversation).items() if value != before[key]}
+    statement = _SET_CONVERSATION.where(_UNASSIGNED) if only_if_unassigned else _SET_CONVERSATION
+    connection = session.connection()
+    if connection.execute(statement, {"id_": conversation.id, "version_": before["version"], **written}).rowcount != 1:
+        raise _Conflict
+    if conversation.team_id != before["team_id"]:
+        insert_changes(connection, list(after))
+        record_conversation_moved(session, vars(conversation), before["team_id"])
     else:
-        record_upsert(session, conversation)
+        insert_changes(connection, [*after, upsert_change("conversations", vars(conversation))])
     return True
 
 
@@ -352,41 +389,48 @@ def _agent_name(session: Session, agent_id: str) -> str:
     return agent.name if agent else "Someone else"
 
 
-def _add_interaction(ctx: _Ctx, args: ReplyArgs, direction: str) -> None:
-    session, agent, now = ctx.session, ctx.agent, ctx.now
-    conversation = _conversation(ctx, args.conversation_id, args.expected_version)
-    if session.get(Interaction, args.interaction_id) is not None:
+def _new_id_free(ctx: _Ctx, interaction_id: str) -> None:
+    if ctx.connection.execute(_INTERACTION_ID, {"id": interaction_id}).first() is not None:
         raise Rejected("A message with this id already exists.")
+
+
+def _add_interaction(ctx: _Ctx, args: ReplyArgs, direction: str) -> None:
+    conversation = _conversation(ctx, args.conversation_id, args.expected_version)
+    _new_id_free(ctx, args.interaction_id)
     if direction == "outbound" and args.channel == "phone":
         raise Rejected("A call cannot carry a written reply; ask for a callback or reply by SMS.")
     if direction == "outbound" and args.channel == "chat" and conversation.channel != "chat":
         raise Rejected("A chat reply reaches only the visitor of a chat conversation; reply on another channel.")
     if direction == "note" and args.cc:
         raise Rejected("An internal note is sent to nobody; it cannot have cc addresses.")
-    interaction = Interaction(
-        id=args.interaction_id,
-        conversation_id=conversation.id,
-        customer_id=conversation.customer_id,
-        channel=args.channel,
-        direction=direction,
-        author_id=agent.id,
-        text=args.text,
-        subject=args.subject,
+    to_address = None
+    if direction == "outbound" and args.channel in delivery.OUTBOUND_CHANNELS:
+        to_address = delivery.recipient(ctx.session, conversation, args.channel)
+        if to_address is None:
+            raise Rejected(f"This customer has no {_ADDRESS_NAME[args.channel]} to reply to; reply on another channel.")
+    change = _insert_interaction(
+        ctx, conversation, to_address, id=args.interaction_id, channel=args.channel, direction=direction,
+        text=args.text, subject=args.subject,
         meta={"cc": args.cc} if args.cc else {},  # the relay copies them in (delivery._job)
         # Chat replies are stored for the visitor's websocket (server/channels/webchat.py) to carry.
         delivery_status="sent" if direction == "outbound" else None,
-        occurred_at=now,
     )
-    if direction == "outbound" and args.channel in delivery.OUTBOUND_CHANNELS:
-        to_address = delivery.recipient(session, conversation, args.channel)
-        if to_address is None:
-            raise Rejected(f"This customer has no {_ADDRESS_NAME[args.channel]} to reply to; reply on another channel.")
-        session.add(interaction)
-        session.flush()
-        delivery.enqueue(session, interaction, to_address)
-    record_upsert(session, interaction)
     hook = sla.on_agent_reply if direction == "outbound" else None  # a note answers nobody
-    _update(session, now, conversation, {"last_message_at": now}, hook=hook)
+    _update(ctx.session, ctx.now, conversation, {"last_message_at": ctx.now}, hook=hook, after=[change])
+
+
+def _insert_interaction(ctx: _Ctx, conversation: SimpleNamespace, to_address: str | None, **values: Any) -> dict[str, Any]:
+    """The caller's new interaction on `conversation`, queued for delivery to `to_address` if given; returns
+    its change-log row, for `_update` to record with the conversation's."""
+    interaction = SimpleNamespace(**new_row(
+        Interaction, conversation_id=conversation.id, customer_id=conversation.customer_id, author_id=ctx.agent.id,
+        occurred_at=ctx.now, **values,
+    ))
+    if to_address is not None:
+        # Its Delivery row is flushed after the insert below (at the savepoint's end or the next ORM query).
+        delivery.enqueue(ctx.session, interaction, to_address)  # type: ignore[arg-type]
+    ctx.connection.execute(_INSERT_INTERACTION, vars(interaction))
+    return upsert_change("interactions", vars(interaction), conversation.team_id)
 
 
 _ADDRESS_NAME = {"email": "email address", "sms": "phone number", "whatsapp": "WhatsApp number"}
@@ -403,7 +447,7 @@ def apply_note(ctx: _Ctx, args: ReplyArgs) -> None:
 def _interaction(ctx: _Ctx, interaction_id: str) -> Interaction:
     """An interaction of a conversation in one of the caller's teams."""
     interaction = ctx.session.get(Interaction, interaction_id)
-    if interaction is None or visible_conversation(ctx.session, ctx.teams, interaction.conversation_id) is None:
+    if interaction is None or _visible(ctx, interaction.conversation_id) is None:
         raise _gone("message")
     return interaction
 
@@ -424,23 +468,16 @@ def apply_set_disposition(ctx: _Ctx, args: DispositionArgs) -> None:
 
 def apply_request_callback(ctx: _Ctx, args: CallbackArgs) -> None:
     """An outbound call to the customer, placed by the voice provider; its progress lands on the timeline."""
-    session = ctx.session
     conversation = _conversation(ctx, args.conversation_id, args.expected_version)
-    if session.get(Interaction, args.interaction_id) is not None:
-        raise Rejected("A message with this id already exists.")
-    to_address = delivery.recipient(session, conversation, "phone")
+    _new_id_free(ctx, args.interaction_id)
+    to_address = delivery.recipient(ctx.session, conversation, "phone")
     if to_address is None:
         raise Rejected("This customer has no phone number to call back.")
-    call = Interaction(
-        id=args.interaction_id, conversation_id=conversation.id, customer_id=conversation.customer_id,
-        channel="phone", direction="outbound", author_id=ctx.agent.id, text=args.note or "Callback",
-        meta={"call": "callback"}, occurred_at=ctx.now,
+    change = _insert_interaction(
+        ctx, conversation, to_address, id=args.interaction_id, channel="phone", direction="outbound",
+        text=args.note or "Callback", meta={"call": "callback"},
     )
-    session.add(call)
-    session.flush()
-    delivery.enqueue(session, call, to_address)
-    record_upsert(session, call)
-    _update(session, ctx.now, conversation, {"last_message_at": ctx.now})
+    _update(ctx.session, ctx.now, conversation, {"last_message_at": ctx.now}, after=[change])
 
 
 def apply_assign(ctx: _Ctx, args: AssignArgs) -> None:
@@ -452,7 +489,7 @@ def apply_assign(ctx: _Ctx, args: AssignArgs) -> None:
         raise Rejected(f"{_agent_name(ctx.session, conversation.assignee_id)} took this conversation first.")
     _expect_version(conversation, args.expected_version)
     agent = _team_member(ctx.session, args.agent_id, conversation.team_id)
-    _update(ctx.session, ctx.now, conversation, {"assignee_id": agent.id}, guard=_C.assignee_id.is_(None))
+    _update(ctx.session, ctx.now, conversation, {"assignee_id": agent.id}, only_if_unassigned=True)
 
 
 def apply_unassign(ctx: _Ctx, args: ConversationArgs) -> None:
@@ -542,14 +579,18 @@ def _move(ctx: _Ctx, from_id: str, to_id: str, only: dict[str, list[str]] | None
     """Move a customer's identities, conversations and interactions (those in `only`, if given) to another."""
     moved: dict[str, list[str]] = {}
     for entity, model in _MOVABLE.items():
-        query = select(model).where(model.customer_id == from_id)
+        table = model.__table__  # type: ignore[union-attr]
+        where = [table.c.customer_id == from_id]
         if only is not None:
-            query = query.where(model.id.in_(only.get(entity, [])))  # type: ignore[attr-defined]
-        rows = ctx.session.exec(query.order_by(model.id)).all()  # type: ignore[arg-type]
-        for row in rows:
-            if isinstance(row, Conversation):
+            where.append(table.c.id.in_(only.get(entity, [])))
+        rows: list[Any]
+        if model is Conversation:
+            rows = _conversation_rows(ctx.session, *where)
+            for row in rows:
                 _update(ctx.session, ctx.now, row, {"customer_id": to_id})
-            else:
+        else:
+            rows = list(ctx.session.exec(select(model).where(*where).order_by(table.c.id)))
+            for row in rows:
                 row.customer_id = to_id
                 record_upsert(ctx.session, row)
         moved[entity] = [row.id for row in rows]
@@ -651,63 +692,87 @@ def wake_snoozed(session: Session, now: datetime | None = None) -> int:
     """Reopen snoozed conversations whose time has come (a periodic server job); returns how many woke."""
     now = now or utcnow()
     begin_write(session)
-    due = session.exec(
-        select(Conversation).where(Conversation.status == "snoozed", Conversation.snooze_until <= now)  # type: ignore[operator]
-    ).all()
     woke = 0
-    for conversation in due:
+    for conversation in _conversation_rows(session, _C.status == "snoozed", _C.snooze_until <= now):
         try:
             woke += _update(session, now, conversation, {"status": "open", "snooze_until": None})
         except _Conflict:  # changed since read (an agent reopened it?): its new state stands; a next run sees it
-            session.expire(conversation)
+            pass
     session.commit()
     return woke
 
 
-def _repeat(mutation: Mutation) -> MutationResult:
+def _repeat(mutation: Any) -> MutationResult:
     """A mutation id seen before: applied ones are duplicates, rejected ones stay rejected (same reason)."""
     if mutation.status == "rejected":
         return MutationResult(id=mutation.id, status="rejected", reason=mutation.reason)
     return MutationResult(id=mutation.id, status="duplicate")
 
 
-def _apply_once(session: Session, agent: Agent, teams: list[str], m: MutationIn) -> None:
+def _parsed(m: MutationIn) -> tuple[Callable[[_Ctx, Any], None], BaseModel]:
+    """The applier of `m` and its arguments, validated; Rejected if either is wrong."""
     entry = APPLIERS.get(m.kind)
     if entry is None:
         raise Rejected(f"Unknown mutation kind {m.kind!r}.")
     model, applier = entry
-    applier(_Ctx(session, agent, teams, utcnow()), model.model_validate(m.args))
+    try:
+        return applier, model.model_validate(m.args)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise Rejected(f"Invalid {m.kind}: {where + ': ' if where else ''}{error['msg']}") from None
 
 
-def apply(session_factory: Callable[[], Session], agent: Agent, teams: list[str], m: MutationIn) -> MutationResult:
-    """Apply one mutation in its own transaction, at most once per mutation id."""
-    with session_factory() as session:
-        status, reason = "rejected", "Others are changing this right now; please try again."
+def _apply_one(session: Session, agent: Agent, teams: list[str], m: MutationIn) -> MutationResult:
+    """One mutation, at most once by its id, in a savepoint of the batch's transaction: a rejection or a lost
+    race undoes its own writes and nothing else; its id is recorded with its outcome either way."""
+    connection = session.connection()
+    if (seen := connection.execute(_MUTATION_BY_ID, {"id": m.id}).first()) is not None:
+        return _repeat(seen)
+    status, reason = "rejected", "Others are changing this right now; please try again."
+    try:
+        applier, args = _parsed(m)
         for _attempt in range(_ATTEMPTS):
-            begin_write(session)  # the change-log lock first, before any read (see the module docstring)
-            if (seen := session.get(Mutation, m.id)) is not None:
-                return _repeat(seen)
+            session.expunge_all()  # no stale ORM copies: earlier mutations wrote through Core
             try:
-                _apply_once(session, agent, teams, m)
-                status, reason = "applied", None
-            except _Conflict:
-                session.rollback()  # lost a race on a row: again, from fresh reads
+                with session.begin_nested():
+                    applier(_Ctx(session, connection, agent, teams, utcnow()), args)
+            except _Conflict:  # lost a race on a row: again, from fresh reads
                 continue
-            except Rejected as exc:
-                session.rollback()
-                status, reason = "rejected", str(exc)
-            except ValidationError as exc:
-                session.rollback()
-                error = exc.errors()[0]
-                where = ".".join(str(part) for part in error["loc"])
-                status, reason = "rejected", f"Invalid {m.kind}: {where + ': ' if where else ''}{error['msg']}"
+            status, reason = "applied", None
             break
-        session.add(Mutation(id=m.id, agent_id=agent.id, kind=m.kind, status=status, reason=reason))
+    except Rejected as exc:
+        status, reason = "rejected", str(exc)
+    connection.execute(_INSERT_MUTATION, {"id": m.id, "agent_id": agent.id, "kind": m.kind, "status": status,
+                                          "reason": reason, "created_at": utcnow()})
+    return MutationResult(id=m.id, status=status, reason=reason)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class Push:
+    """One push request: the caller, their teams and their mutations, applied in order."""
+
+    agent: Agent
+    teams: list[str]
+    mutations: list[MutationIn]
+
+
+def store_pushes(session: Session, pushes: Sequence[Push]) -> list[list[MutationResult] | Exception]:
+    """Apply pushes in one transaction and commit: per push its results, or the exception that stopped it
+    (its earlier mutations stand, as they would have had they been pushed alone)."""
+    begin_write(session)  # the change-log lock first, before any read (see the module docstring)
+    outcomes: list[list[MutationResult] | Exception] = []
+    for pushed in pushes:
         try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()
-            if (seen := session.get(Mutation, m.id)) is not None:  # the same id raced in on another request
-                return _repeat(seen)
-            raise
-        return MutationResult(id=m.id, status=status, reason=reason)  # type: ignore[arg-type]
+            outcomes.append([_apply_one(session, pushed.agent, pushed.teams, m) for m in pushed.mutations])
+        except Exception as exc:  # unforeseen (a bug, a broken row): this push fails, the others go on
+            outcomes.append(exc)
+    session.commit()
+    return outcomes
+
+
+async def push(engine: sa.Engine, agent: Agent, teams: list[str], mutations: list[MutationIn]) -> list[MutationResult]:
+    """Apply a push's mutations in order, each at most once; returns once their transaction has committed.
+    Concurrent pushes share transactions (group commit, server/group_commit.py)."""
+    writer = writer_for(engine, store_pushes, name="agentdesk-push-writer")
+    return await writer.submit(Push(agent, teams, mutations))

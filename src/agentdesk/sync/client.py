@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # imported where used: the desk imports this module before its first frame (httpx ~60 ms)
+    import httpx
 
 
 class ServerUnavailable(Exception):
@@ -25,6 +26,8 @@ class ResetRequired(Exception):
 
 class SyncClient:
     def __init__(self, server_url: str, token: str, timeout: float = 10.0) -> None:
+        import httpx
+
         try:
             self.http = httpx.Client(
                 base_url=server_url.rstrip("/"),
@@ -41,6 +44,8 @@ class SyncClient:
         """A client of its own for the live stream: the stream holds its connection for hours, and ending it at
         stop must not disturb a sync request in flight. `read_timeout` (> the server's 15 s heartbeat) notices
         a server that vanished without closing the connection."""
+        import httpx
+
         return httpx.Client(
             base_url=self.http.base_url,
             headers=self.http.headers,
@@ -48,6 +53,8 @@ class SyncClient:
         )
 
     def _call(self, method: str, path: str, *, http: httpx.Client | None = None, **kw: Any) -> Any:
+        import httpx
+
         try:
             response = (http or self.http).request(method, path, **kw)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:

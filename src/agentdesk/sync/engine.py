@@ -3,14 +3,17 @@
 The desk never waits on it: the desk writes to the cache and calls `wake()`; the engine reports what it
 did through `on_status`, which the TUI turns into a repaint. While it runs, a second thread listens to the
 server's live stream (sync/live.py): a poke wakes the engine to pull at once, so the timer poll is only a
-safety net while the stream is up, and the normal interval again while it is down.
+safety net while the stream is up, and the normal interval again while it is down. A page poke brings the
+changes along: when its page starts at the cache's cursor the engine applies it and skips the pull.
 """
 
 from __future__ import annotations
 
 import random
 import threading
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -70,6 +73,7 @@ class SyncEngine:
         self._failing = False  # the last round failed: the engine is backing off, and pokes do not cut that short
         self._poked_seq = -1  # the newest seq the server poked about
         self._pulled_seq = -1  # a pull that began after that poke has finished: the cache has everything to here
+        self._pages: deque[tuple[int, dict]] = deque(maxlen=16)  # page pokes' (seq, page), oldest first, to apply
         self._identity_checked = False
         self._assigned: list[str] = []  # newly assigned by pulls since the last report
         self.announcer: Announcer | None = None  # started by the desk's first presence call (not by `agentdesk sync`)
@@ -158,12 +162,15 @@ class SyncEngine:
         if not self.live or self._stop.is_set():
             return None
         self._stream = LiveStream(
-            self.client.live_http, on_poke=self._on_poke, on_state=self._on_live_state,
+            self.client.live_http, on_poke=self._on_poke, on_page=self._on_page, on_state=self._on_live_state,
             on_event=lambda kind, data: self.on_live(kind, data), presence=self.presence,
             backoff_base=self.live_backoff[0], backoff_cap=self.live_backoff[1],
         )
         self._stream.start()
         return self._stream
+
+    def _on_page(self, seq: int, page: dict) -> None:
+        self._pages.append((seq, page))  # applied by the sync thread (deque appends are thread-safe)
 
     def _on_poke(self, seq: int) -> None:
         if seq > max(self._pulled_seq, self._poked_seq):
@@ -188,33 +195,52 @@ class SyncEngine:
         if cache.state("bootstrapped") != "1":
             self.bootstrap(cache)
             self._report(cache, online=True, changed=True)  # paint the loaded cache before pushing and pulling
-        changed |= self.push(cache)
+        pushed = self.push(cache)
+        reached, applied = self.apply_pages(cache)
+        changed |= pushed or applied
         try:
-            changed |= self.pull(cache)
+            # Pull unless the pages brought everything poked about: not after a push (the desk wants the
+            # server's answer now), nor on a round no poke started (the timer, the desk's wake).
+            if pushed or reached < poked or poked <= self._pulled_seq:
+                changed |= self.pull(cache)
         except ResetRequired:
             # The server compacted its history past our cursor: reload everything (outbox and drafts stay).
             cache.reset_mirror()
             self.bootstrap(cache)
             changed = True
-        self._pulled_seq = max(self._pulled_seq, poked)
+        self._pulled_seq = max(self._pulled_seq, poked, reached)
         self._report(cache, online=True, changed=changed, last_sync=utcnow())
 
     def bootstrap(self, cache: Cache) -> None:
         """Load every entity in pages; each page commits with its progress, so a restart resumes."""
         cursor = cache.state("bootstrap.cursor")
-        for entity in MIRROR_TABLES:
-            progress = cache.state(f"bootstrap.{entity}", "after:")
-            loaded = 0
-            while progress != "done":
-                page = self.client.bootstrap_page(entity, progress.removeprefix("after:"), BOOTSTRAP_PAGE)
-                if cursor is None:  # the first page's cursor: pull from there re-applies anything newer
-                    cursor = page["cursor"]
-                    cache.set_state("bootstrap.cursor", cursor)
-                cache.apply_bootstrap_page(entity, page["columns"], page["rows"], page["next_after"])
-                loaded += len(page["rows"])
-                progress = "done" if page["next_after"] is None else f"after:{page['next_after']}"
-                self._report(cache, online=True, bootstrapping=f"{entity} {loaded:,}")
+        todo = [(entity, progress.removeprefix("after:")) for entity in MIRROR_TABLES
+                if (progress := cache.state(f"bootstrap.{entity}", "after:")) != "done"]
+        loaded: dict[str, int] = {}
+        for entity, page in self._bootstrap_pages(todo):
+            if cursor is None:  # the first page's cursor: pull from there re-applies anything newer
+                cursor = page["cursor"]
+                cache.set_state("bootstrap.cursor", cursor)
+            cache.apply_bootstrap_page(entity, page["columns"], page["rows"], page["next_after"])
+            loaded[entity] = loaded.get(entity, 0) + len(page["rows"])
+            self._report(cache, online=True, bootstrapping=f"{entity} {loaded[entity]:,}")
         cache.finish_bootstrap(cursor or "")
+
+    def _bootstrap_pages(self, todo: list[tuple[str, str]]) -> Iterator[tuple[str, dict]]:
+        """(entity, page) for each (entity, after) still to load, in order. A worker thread requests the next
+        page while the caller writes this one, so the server's work and the cache's overlap (a page that was
+        fetched but not written when the bootstrap stops is simply fetched again on resume)."""
+        def fetch(entity: str, after: str) -> tuple[str, dict]:
+            return entity, self.client.bootstrap_page(entity, after, BOOTSTRAP_PAGE)
+
+        rest = iter(todo)
+        with ThreadPoolExecutor(1, thread_name_prefix="agentdesk-bootstrap") as fetcher:
+            request = fetcher.submit(fetch, *first) if (first := next(rest, None)) else None
+            while request is not None:
+                entity, page = request.result()
+                following = (entity, page["next_after"]) if page["next_after"] is not None else next(rest, None)
+                request = fetcher.submit(fetch, *following) if following else None
+                yield entity, page
 
     def push(self, cache: Cache) -> bool:
         """Send the outbox in order; each answer settles its row (a rejection rolls back)."""
@@ -232,6 +258,27 @@ class SyncEngine:
         for result in results:
             cache.settle(result["id"], result["status"], result.get("reason"))
         return True
+
+    def apply_pages(self, cache: Cache) -> tuple[int, bool]:
+        """Apply the page pokes that continue the cache's cursor, in order. Returns the seq of the newest poke
+        whose changes the cache now has (-1: none) and whether any page was applied. A page that does not
+        start at the cursor is dropped: the cache is behind it (a pull is due) or past it (a pull got there)."""
+        reached, applied = -1, False
+        while self._pages:
+            seq, page = self._pages.popleft()
+            cursor = cache.state("cursor")
+            if page["cursor"] == cursor:  # a pull got exactly here already
+                reached = seq
+                continue
+            if page["after"] != cursor:
+                continue
+            me = cache.identity()
+            assigned = newly_assigned(cache, page["changes"], me.agent_id) if me else []
+            # `after` again: the cursor is checked inside the write transaction, so no page applies twice
+            if cache.apply_changes(page["changes"], page["cursor"], after=page["after"]) >= 0:
+                self._assigned += assigned
+                reached, applied = seq, True
+        return reached, applied
 
     def pull(self, cache: Cache) -> bool:
         applied = 0

@@ -1,9 +1,12 @@
 """The live stream (DESIGN §5 "Live"): one SSE subscription to GET /api/v1/events, in a thread of its own.
 
 A `poke` {seq} says the server's change log reached seq N: the engine pulls at once rather than at its next
-poll. `presence` and `typing` go into a `Presence` that the desk reads whenever it paints. When the stream
-drops it reconnects with exponential backoff and jitter, resuming with Last-Event-ID (the last poke's seq),
-so the server only pokes again if the log moved on; while it is down the engine polls at its usual interval.
+poll. A page poke {seq, page} also carries the changes since the previous poke, as pull would answer them
+from cursor `page.after` (server/routes/events.py): the engine applies them instead of pulling when that is
+its cursor. `presence` and `typing` go into a `Presence` that the desk reads whenever it paints. When the
+stream drops it reconnects with exponential backoff and jitter, resuming with Last-Event-ID (the last poke's
+seq), so the server only pokes again if the log moved on; while it is down the engine polls at its usual
+interval.
 
 Stopping must not wait for the next heartbeat (15 s): `stop` shuts the stream's socket down, which ends the
 blocked read at once (closing the socket from another thread would not wake the reader on Linux).
@@ -17,9 +20,10 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
+if TYPE_CHECKING:  # annotations only: the desk imports this module before its first frame, httpx after
+    import httpx
 
 TYPING_FOR = 6.0  # seconds a typing event counts for (clients repeat it every few seconds while typing)
 STABLE_AFTER = 10.0  # a stream that lasted this long resets the backoff; a shorter one (a server closing
@@ -87,6 +91,7 @@ class LiveStream:
         open_http: Callable[[], httpx.Client],
         *,
         on_poke: Callable[[int], None],
+        on_page: Callable[[int, dict[str, Any]], None] = lambda seq, page: None,
         on_state: Callable[[bool], None] = lambda up: None,
         on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None,
         presence: Presence | None = None,
@@ -95,6 +100,7 @@ class LiveStream:
     ) -> None:
         self._open_http = open_http
         self.on_poke = on_poke
+        self.on_page = on_page  # a page poke's page, just before its on_poke
         self.on_state = on_state
         self.on_event = on_event
         self.presence = presence if presence is not None else Presence()
@@ -194,13 +200,29 @@ class LiveStream:
         try:
             data = json.loads(raw)
             if kind == "poke":
-                seq = int(data["seq"])
+                seq, page = int(data["seq"]), _page(data.get("page"))
             else:
                 self.presence.apply(kind, data)
         except (ValueError, KeyError, TypeError, AttributeError):
             return  # a malformed event is skipped rather than dropping a working stream
         if kind == "poke":
             self.last_seq = seq
+            if page is not None:
+                self.on_page(seq, page)
             self.on_poke(seq)
         else:
             self.on_event(kind, data)
+
+
+def _page(page: Any) -> dict[str, Any] | None:
+    """A page poke's page if it has the shape of one (else the poke counts as plain: the engine pulls)."""
+    if (
+        isinstance(page, dict)
+        and isinstance(page.get("after"), str)
+        and isinstance(page.get("cursor"), str)
+        and page.get("has_more") is False
+        and isinstance(page.get("changes"), list)
+        and all(isinstance(c, dict) for c in page["changes"])
+    ):
+        return page
+    return None

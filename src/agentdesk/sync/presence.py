@@ -14,8 +14,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:  # annotations only: the desk imports this module before its first frame, httpx after
+    import httpx
 
 from agentdesk.sync.client import AuthRejected, RequestRejected, ServerUnavailable, SyncClient
 

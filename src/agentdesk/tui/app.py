@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime
@@ -21,7 +22,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, TextArea
 
 from agentdesk.config.keymap import DEFAULT_KEYMAP, KeySpec
-from agentdesk.config.models import parse_key_list
+from agentdesk.config.keynames import parse_key_list
 from agentdesk.domain.clock import to_iso, utcnow
 from agentdesk.domain.text import clean, clean_line, safe_text
 from agentdesk.store import queue as queue_store
@@ -55,6 +56,7 @@ PaletteCommand = tuple[str, str, Callable[[], Any]]  # title (plain text), help,
 
 
 DRAFT_DEBOUNCE = 0.5  # seconds of quiet before a draft is written
+KEY_REPEAT_GAP = 0.05  # s: queue moves closer together than this are a held key: open when it is let go
 
 
 class SyncStatusChanged(Message):
@@ -82,8 +84,10 @@ class AgentDesk(App[None]):
         clock: Callable[[], datetime] = utcnow,
         bell_on_assignment: bool = True,
         canned: Iterable[Any] = (),
+        notices: Iterable[str] = (),
     ) -> None:
         super().__init__()
+        self.startup_notices = list(notices)  # for the agent as the desk opens (a rebuilt cache, say)
         self.canned = list(canned)  # [[canned]] responses from the client TOML, for the composer
         self.cache = Cache(cache_path)
         self.bell_on_assignment = bell_on_assignment
@@ -98,6 +102,11 @@ class AgentDesk(App[None]):
         self.open_state: dict[str, Any] | None = None  # the open conversation's row as the cache has it now
         self.queue_view = QueueView()  # tab, filters and sort of the queue (store/queue.py)
         self._draft_timer: Timer | None = None
+        self._to_open: QueueRow | None = None  # highlighted in the queue, not opened yet (see on_queue_list_highlighted)
+        self._open_timer: Timer | None = None
+        self._last_move = 0.0
+        self._shown_id: str | None = None  # the conversation the agent last moved to or opened (may be ahead of open_row)
+        self._status_bar: Static | None = None  # set at mount; see closing()
         # Textual matches key names ("question_mark"), so a "?" from the file or the defaults is named first.
         self.keys_by_id = {s.id: ",".join(parse_key_list((keymap or {}).get(s.id, s.keys))) for s in DEFAULT_KEYMAP}
         self._keymap_actions = [spec.action for spec in DEFAULT_KEYMAP]
@@ -124,6 +133,7 @@ class AgentDesk(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._status_bar = self.query_one("#status", Static)
         themes.follow_theme(self)
         queue = self.query_one(QueueList)
         queue.now = self.clock
@@ -139,6 +149,7 @@ class AgentDesk(App[None]):
             self.sync_status = self.engine.status
         self.refresh_data()
         self.refresh_status()
+        self.show_notices(self.startup_notices)
         self.set_interval(1.0, self.refresh_status)
 
     def on_unmount(self) -> None:
@@ -167,7 +178,7 @@ class AgentDesk(App[None]):
         queue.viewed = self.viewed_by_others()
         queue.reload()
         counts = queue_store.tab_counts(self.cache.db, self.me, self.queue_view, queue_ui.COUNT_CAP, current=queue.total)
-        self.query_one("#queue-title", Static).update(queue_ui.TabStrip(counts, self.queue_view))
+        self.query_one("#queue-title", Static).update(queue_ui.TabStrip(counts, self.queue_view), layout=False)
 
     def set_queue_view(self, view: QueueView) -> None:
         """Show another tab, filter or sort: from its top, opening nothing new until the agent moves."""
@@ -213,6 +224,7 @@ class AgentDesk(App[None]):
     def open_conversation(self, row: QueueRow) -> None:
         self._stash_draft()
         self.open_row = row
+        self._shown_id = row.id
         self.mark_seen(row.id)
         self.announce_viewing()
         self.refresh_open_timeline(fresh=True)
@@ -246,12 +258,13 @@ class AgentDesk(App[None]):
                 safe_text(state.get("subject") or "(no subject)", "italic", one_line=True, limit=60),
             )
             facts = conversation_facts(state, self.me.agent_id, tags_of(state))
-        self.query_one("#timeline-title", Static).update(title)
-        self.query_one("#conversation-facts", Static).update(facts)
+        layout.show_line(self.query_one("#timeline-title", Static), title)
+        layout.show_line(self.query_one("#conversation-facts", Static), facts)
 
     def closing(self) -> bool:
-        """The desk's widgets are already gone (a timer or sync report that fires while it shuts down)."""
-        return not self.query("#status")
+        """The desk's widgets are not there (yet, or any more: a timer or sync report that fires while it shuts
+        down). Asked on every move through the queue, so not a DOM query."""
+        return self._status_bar is None or self._status_bar.ancestors[-1:] != [self]
 
     def refresh_status(self) -> None:
         if self.closing():
@@ -271,20 +284,23 @@ class AgentDesk(App[None]):
             parts.append(("  · ", "dim"))
             parts.append(safe_text(s.error, "red", one_line=True, limit=60))
         parts.append((f"  · {self.clock().astimezone():%H:%M}", "dim"))
-        self.query_one("#status", Static).update(Text.assemble(*parts))
+        layout.show_line(self.query_one("#status", Static), Text.assemble(*parts))
         self.refresh_presence()  # typing fades after a few seconds: the 1 s tick takes it away
 
     def on_sync_status_changed(self, message: SyncStatusChanged) -> None:
         status = self.sync_status = message.status
         if self.closing():  # a report that arrived while the desk closes: nothing left to paint
             return
-        for notice in status.notices:
-            self.notify(clean(notice), severity="warning", timeout=8, markup=False)
+        self.show_notices(status.notices)
         if status.changed:  # not per bootstrap page: the first load finishes sooner without repaints
             self.refresh_data()
         if status.assigned:
             self.announce_assignments(status.assigned)
         self.refresh_status()
+
+    def show_notices(self, notices: Iterable[str]) -> None:
+        for notice in notices:
+            self.notify(clean(notice), severity="warning", timeout=8, markup=False)
 
     def refresh_data(self) -> None:
         """The cache changed under us: reload the queue window and the open timeline."""
@@ -300,7 +316,39 @@ class AgentDesk(App[None]):
     # --- events and actions -----------------------------------------------------------------------
 
     def on_queue_list_highlighted(self, message: QueueList.Highlighted) -> None:
-        self.open_conversation(message.row)
+        """The highlight moved, and paints in the next frame; the conversation opens right after that frame —
+        or, while a key is held (moves under KEY_REPEAT_GAP apart), once it is let go, so the highlight runs
+        down the queue at the key rate instead of waiting for every conversation on the way to open."""
+        now = time.monotonic()
+        repeating, self._last_move = now - self._last_move < KEY_REPEAT_GAP, now
+        self._to_open = message.row
+        if self._open_timer is not None:
+            self._open_timer.stop()
+        self._open_timer = self.set_timer(KEY_REPEAT_GAP, self.open_highlighted) if repeating else None
+        if not repeating:
+            self.call_after_refresh(self.open_highlighted)
+
+    @property
+    def open_pending(self) -> bool:
+        """The queue's highlight is ahead of the open conversation (for a moment; benchmarks wait for it)."""
+        return self._to_open is not None
+
+    def open_highlighted(self) -> None:
+        """Open the conversation the queue highlighted, if that is still to do."""
+        row, self._to_open = self._to_open, None
+        if self._open_timer is not None:
+            self._open_timer.stop()
+            self._open_timer = None
+        if row is not None and not self.closing():
+            self.open_conversation(row)
+
+    async def run_action(self, action: Any, default_namespace: Any = None, namespaces: Any = None) -> bool:
+        """Every action acts on what the agent sees highlighted: a pending open catches up first (a queue move
+        leaves it pending, `enter` opens anyway)."""
+        name = (parse_action(action) if isinstance(action, str) else action)[1]
+        if self._to_open is not None and name not in ("queue_move", "open_conversation"):
+            self.open_highlighted()
+        return await super().run_action(action, default_namespace, namespaces)
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         """Autosave the draft a moment after typing stops."""
@@ -311,12 +359,14 @@ class AgentDesk(App[None]):
 
     def action_queue_move(self, delta: int) -> None:
         queue = self.query_one(QueueList)
-        if delta > 0 and self.open_row and queue.current and queue.current.id != self.open_row.id:
+        if delta > 0 and self._shown_id and queue.current and queue.current.id != self._shown_id:
             delta -= 1  # the open conversation left the queue (closed, snoozed…): the next is under the cursor
         queue.move(delta)
+        self._shown_id = queue.current.id if queue.current else None
 
     def action_open_conversation(self) -> None:
         queue = self.query_one(QueueList)
+        self._to_open = None  # opened here and now (open_highlighted, when its turn comes, finds nothing to do)
         if (row := queue.current) is not None:
             self.open_conversation(row)
             self.query_one(Timeline).focus()
@@ -634,7 +684,7 @@ class AgentDesk(App[None]):
         if self.open_row is not None:
             line = desk_presence.who_is_here(self.cache, self.sync_status.presence, self.open_row.id, self.me.agent_id)
         widget = self.query_one("#conversation-presence", Static)
-        widget.update(line)
+        layout.show_line(widget, line)  # shown or hidden below: display asks for the relayout itself
         self.query_one(QueueList).set_viewed(self.viewed_by_others())  # the queue's "someone's here" markers
         widget.display = bool(line)
 

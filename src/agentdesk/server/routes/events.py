@@ -2,6 +2,9 @@
 
 GET /api/v1/events (text/event-stream), events:
 - `poke` {seq}, with `id: seq`: the change log's newest seq; the client pulls. Not filtered per agent.
+  A "page poke" {seq, page: {after, changes, cursor, has_more: false}} also carries the changes in
+  (after, seq] the subscriber may see — exactly pull's answer from cursor `after` (server/events.py says
+  when): a client whose cursor is `after` applies the page and is at `cursor`; any other client pulls.
 - `presence` {agent_id, status: available|away|offline, viewing: conversation id or null}; `viewing` is
   null unless the conversation is in one of the subscriber's teams.
 - `typing` {agent_id, conversation_id}: only to agents of the conversation's team.
@@ -12,6 +15,7 @@ On connect: every active agent's presence, then a poke with the current seq. A c
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import (
@@ -29,6 +33,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from agentdesk.server.deps import Caller, CallerDep, SessionDep
 from agentdesk.server.events import Hub, write_presence, write_typing
 from agentdesk.server.models import Conversation
+from agentdesk.server.routes.sync import poke_page
 from agentdesk.server.visibility import visible_conversation
 
 router = APIRouter(prefix="/api/v1", tags=["live"])
@@ -54,8 +59,9 @@ async def events(
     hub: Hub = request.app.state.hub
     if not hub.running:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "The live event hub is not running.")
+    pages = partial(poke_page, request.app.state.engine, tuple(sorted(caller.teams)))
     return EventSourceResponse(
-        hub.stream(caller.agent.id, caller.teams, _resume_seq(last_event_id, seq)),
+        hub.stream(caller.agent.id, caller.teams, _resume_seq(last_event_id, seq), pages),
         ping=hub.heartbeat,
         ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
         sep="\n",

@@ -27,6 +27,7 @@ from agentdesk.domain.clock import from_iso
 from agentdesk.domain.sms import count as sms_count
 from agentdesk.domain.text import clean, clean_line, reply_subject, safe_text
 from agentdesk.store.cache import NOTE_DRAFT
+from agentdesk.tui.layout import show_line
 from agentdesk.tui.render import channel_label
 
 COUNTED_CHANNELS = ("sms", "whatsapp")
@@ -123,7 +124,6 @@ class Composer(Vertical):
     Composer.-note #composer-mode { color: $warning; }
     Composer #composer-hint { width: 1fr; padding: 1 1 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis; }
     Composer #email-fields { height: auto; display: none; }
-    Composer.-email.-writing #email-fields { display: block; }  /* while writing: reading keeps the rows */
     Composer #email-fields Horizontal { height: 1; }
     Composer .field-label { width: 9; padding: 0 1; color: $text-muted; }
     Composer #email-to { width: 1fr; padding: 0 1; }
@@ -147,7 +147,6 @@ class Composer(Vertical):
         self._draft_key = ""
         self._quote: str | None = None  # the quote block this composer appended, while it is in the text
         self._channels: list[str] | None = None  # what the widgets show now, so load() changes only what differs
-        self._shown: dict[str | None, tuple] = {}
         self._email_fields: dict[str, tuple[str, str]] = {}  # conversation id -> (subject, cc) the agent edited
 
     def compose(self) -> ComposeResult:
@@ -221,7 +220,7 @@ class Composer(Vertical):
         self.query_one("#subject", Input).value = subject
         self.query_one("#cc", Input).value = cc
         to = safe_text(context.email, one_line=True) if context.email else Text("no email address on file", style="red")
-        self._show(self.query_one("#email-to", Static), to)
+        show_line(self.query_one("#email-to", Static), to)
         self.refresh_mode()
 
     def outgoing(self) -> Outgoing:
@@ -287,9 +286,9 @@ class Composer(Vertical):
         """Border, label, email fields and counter for the mode and channel now."""
         if self.has_class("-note") != self.note_mode:  # set_class restyles the composer even when nothing changes
             self.set_class(self.note_mode, "-note")
-        self._show(self.query_one("#composer-mode", Static), Text("Internal note", style="bold") if self.note_mode else Text("Reply"))
-        if self.has_class("-email") != self.is_email:
-            self.set_class(self.is_email, "-email")
+        mode = Text("Internal note", style="bold") if self.note_mode else Text("Reply")
+        show_line(self.query_one("#composer-mode", Static), mode, layout=True)  # width: auto
+        self._show_email_fields()
         self.refresh_counter()
 
     def refresh_counter(self) -> None:
@@ -300,23 +299,27 @@ class Composer(Vertical):
         else:
             quote = " · ctrl+o quote" if self.is_email else ""
             line = Text(f"ctrl+s send{quote} · ctrl+t canned · ctrl+n note", style="dim")
-        self._show(self.query_one("#composer-hint", Static), line)
+        show_line(self.query_one("#composer-hint", Static), line)
 
-    def _show(self, static: Static, text: Text) -> None:
-        """Update a one-line Static only when its text changes (an update asks for a relayout)."""
-        shown = (text.plain, str(text.style), tuple(text.spans))  # Text's own == ignores its style
-        if self._shown.get(static.id) != shown:
-            self._shown[static.id] = shown
-            static.update(text)
+
+    def _show_email_fields(self) -> None:
+        """To, Subject and Cc while writing an email (reading keeps the rows for the timeline). Set on the fields
+        alone: a class on the composer would restyle all its widgets on every move through the queue."""
+        fields = self.query_one("#email-fields")
+        wanted = self.is_email and self.has_class("-writing")
+        if fields.display != wanted:
+            fields.display = wanted
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         self.add_class("-writing")
+        self._show_email_fields()
 
     def on_descendant_blur(self, event: events.DescendantBlur) -> None:
         self.call_after_refresh(self._still_writing)  # focus may be moving to another field of the composer
 
     def _still_writing(self) -> None:
         self.set_class(self.has_focus_within, "-writing")
+        self._show_email_fields()
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:  # it bubbles on to the app's draft autosave
         self.refresh_counter()

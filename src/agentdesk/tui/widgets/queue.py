@@ -11,8 +11,9 @@ from dataclasses import replace
 from datetime import datetime
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -24,6 +25,7 @@ from agentdesk.tui.render import PRIORITY_STYLE, STATUS_STYLE, age, channel_labe
 
 ROW_HEIGHT = 2
 WINDOW = 100  # rows fetched per query
+LINES_KEPT = 400  # rendered lines kept (a few screens): moving the cursor re-renders only its two rows
 
 
 class QueueList(ScrollView, can_focus=True):
@@ -51,6 +53,8 @@ class QueueList(ScrollView, can_focus=True):
         self.now: Callable[[], datetime] = utcnow
         self.me: str | None = None  # the agent's id: their own rows say "you"
         self.viewed: frozenset[str] = frozenset()  # conversations another agent has open (live presence)
+        self._lines: dict[tuple, list[Segment]] = {}  # (row, part, width, second, viewed) -> its segments
+        self._paint_style: Style | None = None  # the widget's style while a paint is under way
 
     def reload(self) -> None:
         """The cache changed: recount, drop the window, keep the cursor on the same conversation."""
@@ -96,53 +100,99 @@ class QueueList(ScrollView, can_focus=True):
     def move(self, delta: int) -> None:
         if not self.total:
             return
-        self.cursor = max(0, min(self.total - 1, self.cursor + delta))
-        self.scroll_to_region_of(self.cursor)
-        self.refresh()
+        old, self.cursor = self.cursor, max(0, min(self.total - 1, self.cursor + delta))
+        if not self.scroll_to_region_of(self.cursor):  # in view: repaint the two rows, not the whole list
+            self.refresh_lines(old * ROW_HEIGHT, ROW_HEIGHT)
+            self.refresh_lines(self.cursor * ROW_HEIGHT, ROW_HEIGHT)
         if (row := self.current) is not None:
             self.post_message(self.Highlighted(row))
 
-    def scroll_to_region_of(self, index: int) -> None:
+    # Paging keys move the cursor a page (or to an end), which opens that conversation, as j/k do; Textual's
+    # ScrollView would scroll the rows away from the cursor, animated.
+    def action_page_down(self) -> None:
+        self._move_to(self.cursor + self._page())
+
+    def action_page_up(self) -> None:
+        self._move_to(self.cursor - self._page())
+
+    def action_scroll_home(self) -> None:
+        self._move_to(0)
+
+    def action_scroll_end(self) -> None:
+        self._move_to(self.total - 1)
+
+    def _page(self) -> int:
+        return max(1, self.scrollable_content_region.height // ROW_HEIGHT - 1)
+
+    def _move_to(self, index: int) -> None:
+        index = max(0, min(self.total - 1, index))
+        if index != self.cursor:
+            self.move(index - self.cursor)
+
+    def scroll_to_region_of(self, index: int) -> bool:
+        """Scroll row `index` into view; True when that scrolled (and so repaints the list)."""
         top, height = self.scroll_offset.y, self.scrollable_content_region.height
         y = index * ROW_HEIGHT
         if y < top:
             self.scroll_to(y=y, animate=False)
         elif y + ROW_HEIGHT > top + height:
             self.scroll_to(y=y + ROW_HEIGHT - height, animate=False)
+        else:
+            return False
+        self.refresh()
+        return True
 
     def on_click(self, event) -> None:  # noqa: ANN001
         index = (event.y + self.scroll_offset.y) // ROW_HEIGHT
         if 0 <= index < self.total:
             self.move(index - self.cursor)
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._paint_style = self.rich_style  # once per paint, not per line: it walks every ancestor's styles
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint_style = None
+
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         virtual_y = y + self.scroll_offset.y
         index, part = divmod(virtual_y, ROW_HEIGHT)
         row = self.row(index)
+        style = self.rich_style if self._paint_style is None else self._paint_style
         if row is None:
-            return Strip.blank(width, self.rich_style)
-        text = self._first_line(row, width) if part == 0 else self._second_line(row, width)
-        style = self.rich_style
+            return Strip.blank(width, style)
         if index == self.cursor:
             style = style + self.get_component_rich_style("queue--cursor")
-        segments = [Segment(s.text, style + s.style if s.style else style) for s in text.render(self.app.console)]
+        segments = [Segment(s.text, style + s.style if s.style else style) for s in self._line(row, part, width)]
         return Strip(segments).crop_extend(0, width, style)
 
-    def _first_line(self, row: QueueRow, width: int) -> Text:
+    def _line(self, row: QueueRow, part: int, width: int) -> list[Segment]:
+        """One line of a row, rendered (Rich's cell measuring and cropping are the costly part) once for what it
+        shows: the row as read, its width, the clock's second (ages, SLA) and the viewed marker."""
+        now = self.now()
+        key = (row, part, width, int(now.timestamp()), row.id in self.viewed)
+        if (segments := self._lines.get(key)) is None:
+            if len(self._lines) >= LINES_KEPT:
+                self._lines.clear()
+            text = self._first_line(row, width, now) if part == 0 else self._second_line(row, width, now)
+            segments = self._lines[key] = list(text.render(self.app.console))
+        return segments
+
+    def _first_line(self, row: QueueRow, width: int, now: datetime) -> Text:
         unread = Text("●" if row.unread else " ", style="bold cyan")
         left = Text(f"{channel_label(row.channel):<10} ", style=PRIORITY_STYLE.get(row.priority, ""))
         viewed = Text("◉ " if row.id in self.viewed else "", style="bold magenta")
-        right = Text.assemble(viewed, (f"{age(row.last_message_at, self.now())} ", "dim"))
+        right = Text.assemble(viewed, (f"{age(row.last_message_at, now)} ", "dim"))
         name = customer_name(row.customer_name, limit=max(4, width - 2 - left.cell_len - right.cell_len))
         line = Text.assemble(unread, left, name)
         line.truncate(max(0, width - right.cell_len), pad=True)
         return line + right
 
-    def _second_line(self, row: QueueRow, width: int) -> Text:
+    def _second_line(self, row: QueueRow, width: int, now: datetime) -> Text:
         parts = [] if row.status == "open" or width < 40 else [Text(row.status, style=STATUS_STYLE.get(row.status, ""))]
         parts.append(self._assignee(row))
-        due = sla(row.sla_due, self.now()) if row.status in ("open", "pending") else Text("")
+        due = sla(row.sla_due, now) if row.status in ("open", "pending") else Text("")
         if due.cell_len:
             parts.append(due)
         right = Text()  # (Text.join would give the whole line the separator's dim style)

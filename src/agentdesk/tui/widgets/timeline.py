@@ -19,7 +19,8 @@ from rich.padding import Padding
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual.geometry import Size
+from textual.actions import SkipAction
+from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
@@ -33,6 +34,7 @@ DIRECTION = {"inbound": "←", "outbound": "→", "note": "✎"}
 WINDOW = 200  # interactions read at open, and per step when the agent scrolls past the loaded ones
 MAX_ITEMS = 3 * WINDOW  # held at once: past this the far end is dropped, so memory stays bounded
 MAX_LAID = WINDOW  # laid out at once (at most; usually a few pages' worth)
+PAINTED_KEPT = 100  # lines kept as painted (scrolling repaints every line in view)
 EDGE = 15  # lines from the top (bottom) of the laid-out range at which more is laid out (or loaded)
 TRANSCRIPT_LINES = 2  # of a call's transcript, until `x` expands it
 HIGHLIGHT_SECONDS = 2.0  # how long a revealed interaction stays highlighted
@@ -257,6 +259,8 @@ class Timeline(ScrollView, can_focus=True):
         self._width = 0
         self._highlight_timer: Timer | None = None
         self._growing = False  # a page is about to be laid out at an edge
+        self._painted: dict[tuple, Strip] = {}  # (line, width, style, marked, highlighted) -> the line as painted
+        self._paint_style: Style | None = None  # the widget's style while a paint is under way
 
     # --- what is loaded -----------------------------------------------------------------------------
 
@@ -287,6 +291,28 @@ class Timeline(ScrollView, can_focus=True):
             self._open_newest()
         else:
             self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
+
+    # Keys scroll at once, not animated: an animation repaints the whole view a dozen times per key and
+    # falls behind a held key.
+    def action_scroll_up(self) -> None:
+        self._scroll_by(-1)
+
+    def action_scroll_down(self) -> None:
+        self._scroll_by(1)
+
+    def action_page_up(self) -> None:
+        self._scroll_by(-self.scrollable_content_region.height)
+
+    def action_page_down(self) -> None:
+        self._scroll_by(self.scrollable_content_region.height)
+
+    def action_scroll_home(self) -> None:
+        self._scroll_by(-self.scroll_offset.y)
+
+    def _scroll_by(self, lines: int) -> None:
+        if not self.allow_vertical_scroll:
+            raise SkipAction()
+        self.scroll_to(y=self.scroll_offset.y + lines, animate=False)
 
     def reload(self) -> None:
         """The cache changed: read the loaded range again, with what is new at the newest end."""
@@ -486,6 +512,7 @@ class Timeline(ScrollView, can_focus=True):
         laid = {self.items[index].id for index in range(self.lo, self.hi)}
         self._blocks = {key: value for key, value in self._blocks.items() if key in laid}  # memory follows the view
         self._lines, self._owner = lines, owner
+        self._painted.clear()
         self.virtual_size = Size(width, len(lines))
         if pin:
             self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
@@ -588,12 +615,28 @@ class Timeline(ScrollView, can_focus=True):
 
     # --- painting -----------------------------------------------------------------------------------
 
+    def render_lines(self, crop: Region) -> list[Strip]:
+        self._paint_style = self.rich_style  # once per paint, not per line: it walks every ancestor's styles
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._paint_style = None
+
     def render_line(self, y: int) -> Strip:
+        """A laid-out line in the widget's style (a scroll repaints every line: each is styled once)."""
         index = y + self.scroll_offset.y
         width = self.scrollable_content_region.width
+        style = self.rich_style if self._paint_style is None else self._paint_style
         if not 0 <= index < len(self._lines):
-            return Strip.blank(width, self.rich_style)
-        style = self.rich_style
+            return Strip.blank(width, style)
+        key = (index, width, style, self.marked, self.highlighted)
+        if (strip := self._painted.get(key)) is None:
+            if len(self._painted) > 4 * PAINTED_KEPT:
+                self._painted.clear()
+            strip = self._painted[key] = self._paint(index, width, style)
+        return strip
+
+    def _paint(self, index: int, width: int, style: Style) -> Strip:
         owner = self._owner[index]
         item_id = self.items[owner].id
         if item_id == self.marked and self._heading_of.get(owner, len(self._lines)) <= index < self._body[owner]:
