@@ -423,17 +423,110 @@ async def test_each_poke_carries_exactly_what_pull_gives_that_agent_and_nothing_
                 assert carried & {f"{own} {n}" for n in range(3)}, f"{agent}'s own notes never came in a page"
 
 
-async def test_a_stream_resumed_with_last_event_id_gets_a_plain_poke_first(live_server):
-    """The hub knows nothing of a resuming client's cursor: its first poke carries no page (the client pulls)."""
+async def test_a_resumed_stream_gets_a_plain_poke_then_pages_from_the_seq_it_announced(live_server):
+    """The hub knows nothing of a resuming client's cursor: its first poke is plain (the client pulls). That
+    poke announced the head, so the next change comes as a page starting there."""
+    from agentdesk.server.routes.sync import encode_cursor
+
     world = live_server.world
     token = world.tokens["alice@example.com"]
     seq = max_seq(live_server.engine)
-    async with httpx.AsyncClient(base_url=live_server.url, headers=auth(token)) as alice:
-        await alice.post("/api/v1/sync/push", json={"mutations": [note(world.conversations["maria-sms"], "While away")]})
-    async with stream(live_server.url, token, headers={"Last-Event-ID": str(seq)}) as events:
-        _, pokes = await events.initial(agents=2)
-        assert [p["seq"] for p in pokes] == [max_seq(live_server.engine)]
-        assert "page" not in pokes[0]
+    hub = Hub(live_server.engine)
+    url, server, thread = serve(live_server.engine, hub)
+    try:
+        async with httpx.AsyncClient(base_url=url, headers=auth(token)) as alice:
+            await alice.post("/api/v1/sync/push", json={"mutations": [note(world.conversations["maria-sms"], "While away")]})
+            async with stream(url, token, headers={"Last-Event-ID": str(seq)}) as events:
+                _, pokes = await events.initial(agents=2)
+                head = max_seq(live_server.engine)
+                assert [p["seq"] for p in pokes] == [head] and "page" not in pokes[0]
+                deadline = time.monotonic() + WAIT
+                while hub.seq < head:  # the hub has moved on to the head too: the next change pages from it
+                    assert time.monotonic() < deadline, "the hub never saw the head"
+                    await asyncio.sleep(0.01)
+                await alice.post("/api/v1/sync/push", json={"mutations": [note(world.conversations["maria-sms"], "Back")]})
+                poke = await events.wait_for("poke", lambda d: d["seq"] > head)
+                assert poke["page"]["after"] == encode_cursor(head)
+                assert "Back" in {c["data"]["text"] for c in poke["page"]["changes"] if c["entity"] == "interactions"}
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def _until_the_end(events: Events, timeout: float) -> list[ServerSentEvent]:
+    """The stream's events until it ends; fails if it has not ended within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        assert remaining > 0, f"the stream did not end within {timeout}s; saw {[e.event for e in events.seen]}"
+        try:
+            event = await asyncio.wait_for(events.queue.get(), remaining)
+        except TimeoutError:
+            continue
+        if event is None:
+            return events.seen
+        events.seen.append(event)
+
+
+def _alice_loses(live_server, how: str) -> None:
+    from agentdesk.server.admin import disable_agent, remove_agent_from_team, revoke_token
+    from agentdesk.server.auth import hash_token
+    from agentdesk.server.models import ApiToken
+
+    with session(live_server.engine) as db:
+        if how == "left the team":
+            remove_agent_from_team(db, "alice@example.com", "Billing")
+        elif how == "agent disabled":
+            disable_agent(db, "alice@example.com")
+        else:
+            digest = hash_token(live_server.world.tokens["alice@example.com"])
+            revoke_token(db, db.exec(sa.select(ApiToken.id).where(ApiToken.token_hash == digest)).scalar_one())
+
+
+def _noted(poke: dict) -> set[str]:
+    """The texts of the interactions a poke's page carries."""
+    return {c["data"]["text"] for c in poke.get("page", {}).get("changes", []) if c["entity"] == "interactions"}
+
+
+@pytest.mark.parametrize("how", ["left the team", "token revoked", "agent disabled"])
+async def test_a_stream_that_lost_access_ends_and_no_page_carries_a_later_change_of_the_team(live_server, how):
+    """Alice is live in Billing and gets Carol's notes in pages; she leaves the team (or her token is revoked,
+    or she is disabled), then Carol writes again. Alice's stream ends and no poke carries the second note."""
+    world = live_server.world
+    _, carol = add_billing_agent(live_server)
+    async with stream(live_server.url, world.tokens["alice@example.com"]) as events, \
+            httpx.AsyncClient(base_url=live_server.url, headers=auth(carol)) as http:
+        await events.initial(agents=3)
+
+        async def carol_notes(text: str) -> None:
+            answer = await http.post("/api/v1/sync/push", json={"mutations": [note(world.conversations["maria-sms"], text)]})
+            assert answer.json()["results"][0]["status"] == "applied"
+
+        await carol_notes("Shared")
+        await events.wait_for("poke", lambda d: "Shared" in _noted(d))  # pages flow (and were checked)
+        _alice_loses(live_server, how)
+        await carol_notes("Secret")
+        seen = await _until_the_end(events, timeout=15)
+    assert not [e for e in seen if e.event == "poke" and "Secret" in _noted(e.json())]
+    expected = 200 if how == "left the team" else 401  # she reconnects with her new teams, or is refused
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=httpx.Timeout(10, read=None)) as http:
+        async with http.stream("GET", "/api/v1/events", headers=auth(world.tokens["alice@example.com"])) as again:
+            assert again.status_code == expected
+
+
+async def test_a_token_revoked_by_another_process_ends_the_stream_within_the_check_interval(live_server):
+    """A revocation this process did not make (here: a Core UPDATE, which the config cache does not see) is
+    found by the hub's periodic check."""
+    from agentdesk.domain.clock import utcnow
+    from agentdesk.server.auth import hash_token
+    from agentdesk.server.models import ApiToken
+
+    token = live_server.world.tokens["alice@example.com"]
+    async with stream(live_server.url, token) as events:
+        await events.initial(agents=2)
+        with live_server.engine.begin() as conn:
+            conn.execute(sa.update(ApiToken).where(ApiToken.token_hash == hash_token(token)).values(revoked_at=utcnow()))
+        await _until_the_end(events, timeout=15)  # the check runs every 2 s
 
 
 async def test_a_commit_in_this_process_pokes_without_waiting_for_the_poll(live_server):

@@ -93,8 +93,10 @@ INBOUND = "/api/v1/interactions/inbound"
 def test_a_cached_token_takes_the_fast_path_and_every_refusal_reads_as_before(live_server, crm, monkeypatch):
     """Once its token is cached, a well-formed message is stored by routes/inbound.InboundFastPath without
     FastAPI's route; a body the route must refuse still reaches it, so the 422 has FastAPI's shape."""
+    from agentdesk.server import deps
     from agentdesk.server.routes import inbound as route
 
+    monkeypatch.setattr(deps, "TOKEN_CACHE_SECONDS", 3600.0)  # cached throughout, however slow this machine
     assert crm.post(INBOUND, json={**CALL, "external_id": "warm-up"}).status_code == 201  # loads the token
     routed: list[str] = []
     read_body = route._body

@@ -542,7 +542,7 @@ def test_a_rejection_after_writes_undoes_them_and_the_rest_of_the_push_applies(l
     """Pushes share a transaction (group commit); each mutation's savepoint takes back exactly its own writes."""
     cid = live_server.world.conversations["maria-email"]
 
-    def refuse(*_args: Any) -> None:  # runs after the reply's interaction and its change were written
+    def refuse(*_args: Any) -> None:  # runs once the reply's interaction is inserted, before the change-log rows
         raise mutations.Rejected("Refused late.")
 
     monkeypatch.setattr(mutations.sla, "on_agent_reply", refuse)
@@ -561,6 +561,36 @@ def test_a_rejection_after_writes_undoes_them_and_the_rest_of_the_push_applies(l
     assert change_count(live_server) == changes_before + 4  # each note: its interaction and its conversation
     assert conversation(live_server).version == 3
     assert get(live_server, Mutation, batch[1]["id"]).reason == "Refused late."
+
+
+def test_a_push_failing_in_the_database_is_undone_whole_and_the_pushes_around_it_are_stored(live_server):
+    """Pushes share a transaction. One whose mutation id cannot be recorded (a database error, outside any
+    mutation's savepoint; its agent is gone) fails alone: on PostgreSQL the error would abort the transaction,
+    and its COMMIT would roll the other pushes back after they were told "applied"."""
+    from agentdesk.server.models import Agent
+
+    world = live_server.world
+    cid = world.conversations["maria-email"]
+    with session(live_server.engine) as db:
+        alice = db.get(Agent, world.agents[ALICE])
+        ghost = Agent(id=new_id(), name="Gone", email="gone@example.com")  # no row: the mutation's agent_id fails
+        teams = [world.teams["Billing"]]
+
+        def one(agent: Agent, kind: str, **args: Any) -> mutations.Push:
+            return mutations.Push(agent, teams, [mutations.MutationIn(**mutation(kind, **args))])
+
+        pushes = [
+            one(alice, "note", conversation_id=cid, interaction_id=new_id(), channel="email", text="before"),
+            one(ghost, "no such kind"),  # rejected, then its id's insert fails
+            one(alice, "note", conversation_id=cid, interaction_id=new_id(), channel="email", text="after"),
+        ]
+        outcomes = mutations.store_pushes(db, pushes)
+    assert isinstance(outcomes[1], sa.exc.IntegrityError)
+    for pushed, outcome in zip(pushes[::2], outcomes[::2], strict=True):
+        assert [r.status for r in outcome] == ["applied"]
+        assert get(live_server, Mutation, pushed.mutations[0].id).status == "applied"
+        assert get(live_server, Interaction, pushed.mutations[0].args["interaction_id"]) is not None
+    assert get(live_server, Mutation, pushes[1].mutations[0].id) is None
 
 
 def test_concurrent_pushes_each_get_their_own_results(live_server):

@@ -67,6 +67,7 @@ def agent(live_server, tmp_path, monkeypatch):
     cache = Cache(cache_file(tmp_path / "desk"))
     cache.save_draft(email, "email", "half a thought")
     cache.close()
+    integrity.release_lock(cache_file(tmp_path / "desk"))  # as if those commands had run in processes of their own
     return base, cache_file(tmp_path / "desk"), email
 
 
@@ -137,25 +138,86 @@ def a_cache_with_many_queued_replies(path: Path, replies: int = 400) -> None:
     cache.close()
 
 
-def test_a_damaged_outbox_page_costs_only_the_replies_on_it(tmp_path):
+def varint(data: bytes, at: int) -> tuple[int, int]:
+    """SQLite's variable-length integer at `at`: (its value, where the next field starts)."""
+    value = 0
+    for n in range(8):
+        value = (value << 7) | (data[at + n] & 0x7F)
+        if data[at + n] < 0x80:
+            return value, at + n + 1
+    return (value << 8) | data[at + 8], at + 9
+
+
+def leaves_of(path: Path, table: str) -> list[tuple[int, set[int]]]:
+    """Where each leaf page of a table (under an interior root) starts in the file, with the rowids it holds."""
+    root, size = page_of(path, table)
+    data = path.read_bytes()
+    assert data[root] == 0x05  # the root is an interior page over leaves
+    cells = int.from_bytes(data[root + 3:root + 5], "big")
+    pointers = [int.from_bytes(data[root + 12 + 2 * i:root + 14 + 2 * i], "big") for i in range(cells)]
+    children = [int.from_bytes(data[root + at:root + at + 4], "big") for at in pointers]
+    children.append(int.from_bytes(data[root + 8:root + 12], "big"))  # the right-most child
+    leaves = []
+    for child in children:
+        page = data[(child - 1) * size:child * size]
+        assert page[0] == 0x0D  # a table leaf
+        cells = int.from_bytes(page[3:5], "big")
+        starts = [int.from_bytes(page[8 + 2 * i:10 + 2 * i], "big") for i in range(cells)]
+        leaves.append(((child - 1) * size, {varint(page, varint(page, at)[1])[0] for at in starts}))
+    return leaves
+
+
+@pytest.mark.parametrize("smashed", [[1], [1, 3], [0, -1], [2, 4, 5]], ids=["one", "two apart", "first and last", "three"])
+def test_a_damaged_outbox_page_costs_only_the_replies_on_it(tmp_path, smashed):
     path = tmp_path / "cache.sqlite3"
     a_cache_with_many_queued_replies(path)
-    root, size = page_of(path, "outbox")
-    with open(path, "rb") as file:  # the outbox's root is an interior page: take its second child, a leaf
-        file.seek(root)
-        page = file.read(size)
-    assert page[0] == 0x05
-    cell = int.from_bytes(page[14:16], "big")
-    smash(path, (int.from_bytes(page[cell:cell + 4], "big") - 1) * size, size)
+    leaves = leaves_of(path, "outbox")
+    _root, size = page_of(path, "outbox")
+    lost: set[int] = set()
+    for leaf in smashed:
+        offset, rowids = leaves[leaf]
+        smash(path, offset, size)
+        lost |= rowids
+    assert 0 < len(lost) < 100
 
     cache, message = integrity.open_checked(path)
-    texts = [json.loads(row[0])["text"] for row in cache.db.execute("SELECT args FROM outbox ORDER BY seq")]
-    assert 300 < len(texts) < 400  # one leaf's worth lost, the rest (before and after it) kept, in order
-    assert texts[0] == "reply 0 " + "x" * 200 and texts[-1] == "reply 399 " + "x" * 200
-    assert texts == sorted(texts, key=lambda text: int(text.split()[1]))
-    assert f"Kept {len(texts)} queued items and 1 draft." in message
+    seqs = [seq for (seq,) in cache.db.execute("SELECT seq FROM outbox ORDER BY seq")]
+    assert seqs == sorted(set(range(1, 401)) - lost)  # exactly the smashed pages' rows are gone
+    texts = [json.loads(args)["text"] for (args,) in cache.db.execute("SELECT args FROM outbox ORDER BY seq")]
+    assert texts == [f"reply {seq - 1} " + "x" * 200 for seq in seqs]
+    assert f"Kept {len(seqs)} queued items and 1 draft." in message
     assert "Some queued items could not be read back" in message
     assert cache.identity() == ME and cache.state("cursor") is None and cache.state("bootstrapped") is None
+    cache.close()
+
+
+def test_a_cache_another_process_uses_is_not_rebuilt_under_it(tmp_path):
+    path = tmp_path / "cache.sqlite3"
+    a_cache_with_many_queued_replies(path)
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    other = subprocess.Popen(  # another desk: opens the cache, then keeps it until told to stop
+        [sys.executable, "-c", "import sys; from agentdesk.store import integrity as i; i.open_checked(sys.argv[1]);"
+         " print('open', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        assert other.stdout.readline() == "open\n"
+        [(offset, rowids), *_] = leaves_of(path, "outbox")
+        smash(path, offset, page_of(path, "outbox")[1])
+        damaged = path.read_bytes()
+        cache, message = integrity.open_checked(path)
+        cache.close()
+        assert message is not None and message.startswith("The local cache is damaged (")
+        assert "close every other agentdesk window or command using it and start again" in message
+        assert path.read_bytes() == damaged and not list(tmp_path.glob("*.corrupt-*"))
+        assert integrity.damage_marker(path).read_text() in message
+    finally:
+        other.communicate("", timeout=30)
+    integrity.release_lock(path)  # as if this were a new process
+
+    cache, message = integrity.open_checked(path)  # alone now: rebuilt
+    assert message is not None and message.startswith("The local cache was damaged (")
+    assert f"Kept {400 - len(rowids)} queued items" in message and not integrity.damage_marker(path).exists()
     cache.close()
 
 
@@ -185,4 +247,33 @@ def test_a_big_cache_is_checked_in_full_in_the_background_and_rebuilt_at_the_nex
     cache, message = integrity.open_checked(path)
     assert message is not None and "Kept 5 queued items and 1 draft." in message
     assert not integrity.damage_marker(path).exists() and cache.outbox_count() == 5
+    cache.close()
+
+
+def test_a_marker_left_beside_a_removed_cache_is_dropped(tmp_path):
+    path = tmp_path / "cache.sqlite3"
+    integrity.damage_marker(path).write_text("integrity check: something")
+    cache, message = integrity.open_checked(path)
+    assert message is None and cache.outbox_count() == 0 and not integrity.damage_marker(path).exists()
+    cache.close()
+
+
+def test_an_empty_marker_means_check_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(integrity, "FULL_CHECK_BYTES", 0)  # every file counts as big: only the marker says "all"
+    path = tmp_path / "cache.sqlite3"
+    a_cache_with_many_queued_replies(path, replies=5)
+    integrity.damage_marker(path).write_text("")  # a crash while it was written
+    cache, message = integrity.open_checked(path)
+    assert message is None and not integrity.damage_marker(path).exists()  # sound: the marker goes
+    cache.close()
+
+    cache = Cache(path)
+    with cache.write() as db:
+        cache.upsert_rows(db, "interactions", ["id", "text"], [(f"i{n}", "y" * 500) for n in range(200)])
+    cache.close()
+    smash(path, *page_of(path, "interactions"))  # a mirror page: the check on open of a big file misses it
+    integrity.damage_marker(path).write_text("")
+    cache, message = integrity.open_checked(path)
+    assert message is not None and "Kept 5 queued items and 1 draft." in message
+    assert not integrity.damage_marker(path).exists() and integrity.find_damage(path) is None
     cache.close()

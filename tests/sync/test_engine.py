@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from contextlib import closing
+
 import pytest
 
 from agentdesk.server.changes import record_upsert
@@ -145,3 +149,51 @@ def test_a_customer_leaves_the_cache_with_their_last_conversation_of_the_agents_
         assert cache.conversation(world.conversations[label]) is None
         assert (cache.customer(maria) is None) == (label == "maria-sms")  # gone with the last one, not before
     assert cache.db.execute("SELECT count(*) FROM identities WHERE customer_id = ?", (maria,)).fetchone()[0] == 0
+
+
+class EndlessPages:
+    """A bootstrap that never ends (or, with `fail_after`, fails after that many pages)."""
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.fail_after = fail_after
+        self.requests = 0
+
+    def bootstrap_page(self, entity, after, limit):  # noqa: ANN001, ANN201
+        self.requests += 1
+        if self.fail_after is not None and len(after) >= self.fail_after:
+            raise ServerUnavailable("gone mid-bootstrap")
+        return {"cursor": "1", "columns": ["id"], "rows": [[after + "x"]], "next_after": after + "x"}
+
+
+def bootstrap_fetchers() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name == "agentdesk-bootstrap"]
+
+
+def wait_until(condition, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + 10
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert condition(), what
+
+
+@pytest.mark.parametrize("taken", [0, 1, 3])
+def test_a_bootstrap_that_stops_leaves_no_page_fetcher_waiting(tmp_path, taken):
+    """The fetcher runs ahead in a daemon thread; when the writer stops taking pages (a failed write, say) it
+    ends rather than waiting forever to hand over the next one."""
+    client = EndlessPages()
+    engine = SyncEngine(tmp_path / "cache.sqlite3", client)  # type: ignore[arg-type]
+    with closing(engine._bootstrap_pages([("teams", "")])) as pages:
+        for _ in zip(range(taken + 1), pages, strict=False):
+            pass
+        # taken + 1 pages written, one waiting, one more fetched: the fetcher waits to hand it over
+        wait_until(lambda: client.requests >= taken + 3, "the fetcher did not run ahead")
+        fetchers = bootstrap_fetchers()
+        assert fetchers and all(thread.daemon for thread in fetchers)  # quitting does not wait for it
+    wait_until(lambda: not bootstrap_fetchers(), "a fetcher was left waiting")
+
+
+def test_a_failed_page_request_is_raised_to_the_bootstrap(tmp_path):
+    engine = SyncEngine(tmp_path / "cache.sqlite3", EndlessPages(fail_after=3))  # type: ignore[arg-type]
+    with pytest.raises(ServerUnavailable, match="gone mid-bootstrap"):
+        list(engine._bootstrap_pages([("teams", "")]))
+    wait_until(lambda: not bootstrap_fetchers(), "a fetcher was left waiting")

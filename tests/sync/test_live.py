@@ -49,9 +49,9 @@ class SwitchableHub(Hub):
         self.resumes: list[int | None] = []  # per stream: the seq the client resumed from
         await super().start()
 
-    def stream(self, agent_id, teams, resume, page=None):  # noqa: ANN001, ANN201
+    def stream(self, agent_id, teams, resume, page=None, token_hash=None):  # noqa: ANN001, ANN201
         self.resumes.append(resume)
-        return super().stream(agent_id, teams, resume, None if self.plain_pokes else page)
+        return super().stream(agent_id, teams, resume, None if self.plain_pokes else page, token_hash)
 
     @property
     def running(self) -> bool:
@@ -233,14 +233,14 @@ def test_a_page_applies_only_on_the_cursor_it_starts_from_and_never_twice(served
 
         engine._on_page(1, {**page, "after": "not-this-cache"})  # a page for a cursor we do not have
         engine._on_poke(1)
-        engine.sync_once(cache)
+        engine.sync_once(cache, poll=False)  # a round a poke woke
         assert len(pulls) == 1 and in_cache(engine, interaction)  # dropped; the pull brought the message
         after_pull = cache.state("cursor")
         assert after_pull == page["cursor"]
 
         engine._on_page(2, page)  # exactly where the pull got: nothing to apply, nothing to pull
         engine._on_poke(2)
-        engine.sync_once(cache)
+        engine.sync_once(cache, poll=False)  # a round a poke woke
         assert len(pulls) == 1 and cache.state("cursor") == after_pull
 
         with cache.write() as db:  # back to the start, without the message: the page fits again
@@ -249,7 +249,7 @@ def test_a_page_applies_only_on_the_cursor_it_starts_from_and_never_twice(served
         engine._on_page(3, page)
         engine._on_page(3, page)  # delivered twice: the second no longer starts at the cursor
         engine._on_poke(3)
-        engine.sync_once(cache)
+        engine.sync_once(cache, poll=False)  # a round a poke woke
         assert len(pulls) == 1 and in_cache(engine, interaction) and cache.state("cursor") == page["cursor"]
         assert cache.apply_changes(page["changes"], page["cursor"], after=start) == -1  # checked in the transaction
     finally:

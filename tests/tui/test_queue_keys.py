@@ -87,6 +87,24 @@ async def test_paging_keys_move_the_cursor_and_open(tmp_path):
         assert queue.cursor == 0 and app.open_row.id == queue.row(0).id
 
 
+async def test_held_paging_keys_and_quit_open_nothing_on_the_way(tmp_path, monkeypatch):
+    """Paging is the queue's own move (held, it opens only where it stops); quitting opens nothing (it would
+    mark seen, and tell the server the agent views, a conversation they never looked at)."""
+    monkeypatch.setattr(desk_app, "KEY_REPEAT_GAP", 30.0)  # every press below is a held key
+    async with desk(tmp_path, size=(150, 14)) as (app, pilot):
+        queue = app.query_one(QueueList)
+        opened: list[str] = []
+        original = app.open_conversation
+        app.open_conversation = lambda row: (opened.append(row.id), original(row))  # type: ignore[method-assign]
+        await pilot.press("pagedown")
+        await settled(app, pilot)  # the first press opens right after
+        first = queue.current.id
+        await pilot.press("pagedown", "home", "pageup", "end")
+        assert app.open_pending and queue.current.id != first and opened == [first]
+        await pilot.press("q")
+        assert opened == [first] and app.open_row.id == first
+
+
 async def test_timeline_keys_scroll_at_once(tmp_path):
     app = timeline_desk(tmp_path, 300)
     async with app.run_test(size=SIZE) as pilot:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 from agentdesk.store.cache import Cache
@@ -44,6 +45,28 @@ def test_the_index_follows_pulled_upserts_replacements_and_deletes(tmp_path):
     assert found(cache, "quokka") == []
     cache.apply_changes([{"entity": "conversations", "op": "delete", "id": "c-mine-mail", "data": None}], "4")
     assert found(cache, "c mine mail") == []  # its messages left with it
+    assert_index_intact(cache)
+
+
+def test_a_pulled_message_is_stored_exactly_as_a_bootstrapped_one(tmp_path):
+    """A NUL and an emoji survive a pull (the search index's triggers in place) unchanged, and the row equals
+    what a bootstrap page stores."""
+    cache = Cache(build(tmp_path / "cache.sqlite3"))
+    pulled = interaction("i-pulled", "before\x00after 🦘 end")
+    pulled["data"]["meta"] = {"csat": 5, "note": "🙂\x00"}
+    cache.apply_changes([pulled], "1")
+    loaded = interaction("i-loaded", "before\x00after 🦘 end")
+    loaded["data"]["meta"] = json.dumps(pulled["data"]["meta"])  # a bootstrap page carries JSON columns as text
+    cache.apply_bootstrap_page("interactions", COLUMNS, [list(loaded["data"].values())], None)
+
+    def stored(id_: str) -> list[tuple]:
+        columns = ", ".join(f"{c}, typeof({c})" for c in COLUMNS if c != "id")
+        return cache.db.execute(f"SELECT {columns} FROM interactions WHERE id = ?", (id_,)).fetchall()
+
+    assert stored("i-pulled") == stored("i-loaded")
+    text, meta = cache.db.execute("SELECT text, meta FROM interactions WHERE id = 'i-pulled'").fetchone()
+    assert text == "before\x00after 🦘 end" and json.loads(meta) == pulled["data"]["meta"]
+    assert set(found(cache, "before")) == {"i-pulled", "i-loaded"}
     assert_index_intact(cache)
 
 

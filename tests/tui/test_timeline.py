@@ -4,6 +4,7 @@ and how each channel shows (email headers and folded quotes, calls, grouped chat
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -285,6 +286,26 @@ async def test_the_highlight_fades(tmp_path, monkeypatch):
         assert timeline.highlighted == "h00045"
         await pilot.pause(0.2)
         assert timeline.highlighted is None
+
+
+async def test_a_theme_change_repaints_the_highlight_in_the_new_colours(tmp_path, monkeypatch):
+    monkeypatch.setattr("agentdesk.tui.widgets.timeline.HIGHLIGHT_SECONDS", 30.0)
+    app = desk(tmp_path, 50)
+    async with app.run_test(size=SIZE) as pilot:
+        timeline = await opened(pilot)
+        assert timeline.reveal("h00045")
+        await pilot.pause()
+
+        def highlight_backgrounds() -> set:
+            rows = [timeline.render_line(y) for y in range(timeline.scrollable_content_region.height)]
+            return {s.style.bgcolor for row in rows if message(45) in row.text for s in row if s.style}
+
+        before = highlight_backgrounds()
+        app.register_theme(replace(app.current_theme, name="other-warning", warning="#ff00ff"))  # the same surface
+        app.theme = "other-warning"
+        await pilot.pause()
+        expected = (timeline.rich_style + timeline.get_component_rich_style("timeline--highlight")).bgcolor
+        assert highlight_backgrounds() == {expected} != before
 
 
 # --- live updates -------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ def show_value(value: Any, limit: int = 60) -> str:
     return text
 
 
-def _did_you_mean(word: str, candidates: list[str] | set[str] | frozenset[str], fmt: str = '"{}"') -> str:
+def did_you_mean(word: str, candidates: list[str] | set[str] | frozenset[str], fmt: str = '"{}"') -> str:
     match = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
     return f" (did you mean {fmt.format(match[0])}?)" if match else ""
 
@@ -86,7 +86,7 @@ def _check_key(key: str, whole: str) -> str:
         if mod not in MODIFIERS:
             if mod == "":
                 raise ValueError(f'empty modifier in "{key}"{where}')
-            hint = f' (did you mean "{_MODIFIER_ALIASES[mod]}"?)' if mod in _MODIFIER_ALIASES else _did_you_mean(mod, MODIFIERS)
+            hint = f' (did you mean "{_MODIFIER_ALIASES[mod]}"?)' if mod in _MODIFIER_ALIASES else did_you_mean(mod, MODIFIERS)
             raise ValueError(
                 f'unknown modifier "{mod}" in "{key}"{where}{hint}; modifiers are {", ".join(MODIFIERS)}'
             )
@@ -112,7 +112,7 @@ def _check_key(key: str, whole: str) -> str:
         if name in _KEY_ALIASES:
             hint = f' (did you mean "{_KEY_ALIASES[name]}"?)'
         else:
-            hint = _did_you_mean(name, NAMED_KEYS)
+            hint = did_you_mean(name, NAMED_KEYS)
         raise ValueError(f'unknown key "{name}" in "{key}"{where}{hint}')
     return key
 

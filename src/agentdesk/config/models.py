@@ -33,7 +33,7 @@ from pydantic_settings import (
 
 from agentdesk import paths
 from agentdesk.config.keymap import BINDING_IDS, DEFAULT_KEYMAP, KeySpec
-from agentdesk.config.keynames import _did_you_mean, parse_key_list, show_value  # noqa: F401 - parse_key_list re-exported
+from agentdesk.config.keynames import did_you_mean, parse_key_list, show_value  # noqa: F401 - parse_key_list re-exported
 from agentdesk.domain.business_hours import DAY_NAMES, Calendar
 
 ENV_PREFIX = "AGENTDESK_"
@@ -41,7 +41,7 @@ ENV_NESTED_DELIMITER = "__"
 
 
 # --------------------------------------------------------------------------------------------
-# Shared helpers (show_value, _did_you_mean and the key names live in keynames.py: the desk reads them at start-up)
+# Shared helpers (show_value, did_you_mean and the key names live in keynames.py: the desk reads them at start-up)
 
 
 def _reject_bool(expected: str) -> BeforeValidator:
@@ -115,7 +115,7 @@ def _key_list(value: str) -> str:
 
 def _binding_id(value: str) -> str:
     if value not in BINDING_IDS:
-        hint = _did_you_mean(value, BINDING_IDS)
+        hint = did_you_mean(value, BINDING_IDS)
         if not hint:
             hint = f"; known ids: {', '.join(sorted(BINDING_IDS))}"
         raise ValueError(f"unknown binding id{hint}")
@@ -145,7 +145,7 @@ THEME_NAMES: tuple[str, ...] = (
 
 def _theme(value: str) -> str:
     if value not in THEME_NAMES:
-        raise ValueError(f"unknown theme {show_value(value)}{_did_you_mean(value, THEME_NAMES)}; themes are {', '.join(THEME_NAMES)}")
+        raise ValueError(f"unknown theme {show_value(value)}{did_you_mean(value, THEME_NAMES)}; themes are {', '.join(THEME_NAMES)}")
     return value
 
 
@@ -201,7 +201,7 @@ TEAM_ROUTING: tuple[str, ...] = ("round_robin", "queue")
 def _choice(choices: tuple[str, ...]) -> AfterValidator:
     def check(value: str) -> str:
         if value not in choices:
-            hint = _did_you_mean(value, choices)
+            hint = did_you_mean(value, choices)
             raise ValueError(f"expected one of {', '.join(choices)}, got {show_value(value)}{hint}")
         return value
 
@@ -214,7 +214,7 @@ def _timezone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        hint = _did_you_mean(value, available_timezones())
+        hint = did_you_mean(value, available_timezones())
         raise ValueError(f'expected an IANA time zone such as "Europe/London", got {show_value(value)}{hint}') from None
     return value
 
@@ -224,7 +224,7 @@ def _hours(value: dict[str, str]) -> dict[str, str]:
     for day, span in value.items():
         name = day.lower()
         if name not in DAY_NAMES:
-            hint = _did_you_mean(name, DAY_NAMES)
+            hint = did_you_mean(name, DAY_NAMES)
             raise ValueError(f"unknown day {show_value(day)}{hint}; days are {', '.join(DAY_NAMES)}")
         try:
             Calendar.from_config("UTC", {name: span})

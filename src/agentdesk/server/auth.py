@@ -101,6 +101,24 @@ def agent_for_token(session: Session, token: str) -> Agent | None:
     return Agent.model_validate({name: row[name] for name in Agent.model_fields})
 
 
+def teams_of_tokens(connection: sa.Connection, digests: list[str]) -> dict[str, frozenset[str]]:
+    """The teams of the agent behind each of these token hashes that still grants access (unrevoked agent
+    token, enabled agent); a hash that no longer does is absent. One query, for the event hub's streams."""
+    member = AgentTeam.__table__  # type: ignore[attr-defined]
+    rows = connection.execute(
+        sa.select(_TOKEN.c.token_hash, member.c.team_id)
+        .join(_AGENT, _AGENT.c.id == _TOKEN.c.agent_id)
+        .outerjoin(member, member.c.agent_id == _AGENT.c.id)
+        .where(_TOKEN.c.token_hash.in_(digests), _TOKEN.c.kind == "agent", _TOKEN.c.revoked_at.is_(None), _AGENT.c.active)
+    )
+    teams: dict[str, set[str]] = {}
+    for digest, team_id in rows:
+        found = teams.setdefault(digest, set())
+        if team_id is not None:
+            found.add(team_id)
+    return {digest: frozenset(found) for digest, found in teams.items()}
+
+
 def integration_for_token(session: Session, token: str) -> ApiToken | None:
     """The row of an unrevoked integration token; None for agent tokens and anything else."""
     return _live_token(session, token, "integration")

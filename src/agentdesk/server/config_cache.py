@@ -71,6 +71,11 @@ def teams(session: Session) -> dict[str, Team]:
     return cached(session.get_bind(), "teams", load)
 
 
+def generation() -> int:
+    """A number that changes whenever this process commits a change to a watched table."""
+    return _generation
+
+
 def forget_all() -> None:
     """Drop every cached value (what a commit touching a watched table does)."""
     global _generation

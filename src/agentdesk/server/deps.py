@@ -37,6 +37,7 @@ def get_session(request: Request) -> Iterator[Session]:
 class Caller:
     agent: Agent
     teams: list[str]
+    token_hash: str  # of the bearer token: the event hub checks it again while the caller's stream is open
 
 
 async def get_caller(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
@@ -93,7 +94,9 @@ def _load_or_refusal(engine: sa.Engine, token: str | None, kind: str, load: Call
 
 def _load_caller(session: Session, token: str) -> Caller | None:
     agent = agent_for_token(session, token)
-    return Caller(agent=agent, teams=team_ids(session, agent.id)) if agent is not None else None
+    if agent is None:
+        return None
+    return Caller(agent=agent, teams=team_ids(session, agent.id), token_hash=hash_token(token))
 
 
 def _unauthorized(message: str) -> HTTPException:

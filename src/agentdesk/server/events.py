@@ -18,7 +18,14 @@ that did, so a burst of commits costs the streams no more rounds than the plain 
   It is left out (a plain poke) when it exceeds a bounded page. The desk applies it only if its cursor
   is the page's `after`, otherwise it pulls as after a plain poke (sync/engine.py);
 - a presence or typing event that does not fit marks the subscriber lagged: its stream drops what is
-  queued and sends a fresh presence snapshot instead.
+  queued and sends a fresh presence snapshot instead;
+- a stream's team set is fixed when it connects, so the poll checks the streams' tokens again (one query
+  for all) every `access_check` seconds, and before its pages whenever this process changed a token, agent
+  or membership since the last check (server/config_cache.py's generation, read after the log's head). A
+  stream whose token was revoked, whose agent was disabled or whose teams changed is ended: the desk
+  reconnects, to a 401 or with its new teams. So a change committed after this process revoked access is
+  never paged to that stream, and a revocation made by another process holds within `access_check`
+  seconds, as it does for a pull (server/deps.py caches a caller that long).
 
 Signal seqs can commit out of order on PostgreSQL (a sequence value is taken before commit), so the
 poller remembers the holes below the newest seq it has seen and asks for them again for `gap_wait`
@@ -49,8 +56,11 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from agentdesk.domain.clock import utcnow
+from agentdesk.server import config_cache
+from agentdesk.server.auth import teams_of_tokens
 from agentdesk.server.changes import begin_write, record_upsert
 from agentdesk.server.db import session as open_session
+from agentdesk.server.deps import TOKEN_CACHE_SECONDS
 from agentdesk.server.models import Agent, Change, Signal
 
 log = logging.getLogger(__name__)
@@ -177,6 +187,7 @@ class Subscriber:
     sent_seq: int  # the newest change seq this stream has announced (or the client said it had)
     queue: asyncio.Queue = field(repr=False)  # type: ignore[type-arg]
     pages: PageSource | None = field(default=None, repr=False)  # what this stream's page pokes carry
+    token_hash: str | None = field(default=None, repr=False)  # the caller's token, checked again (None: never)
     poke_queued: bool = False
     lagged: bool = False
     closed: bool = False
@@ -191,6 +202,14 @@ class _Tick:
     seq: int
     signals: list[tuple[int, str, str, str | None, dict[str, Any]]]  # seq, kind, agent id, conversation, data
     pages: dict[frozenset[str], str] = field(default_factory=dict)  # team set -> its page of the new changes
+    access: _Access | None = None  # the streams' tokens, when checked
+
+
+@dataclass(frozen=True)
+class _Access:
+    generation: int  # config_cache's, read before the check
+    tokens: frozenset[str]  # the token hashes checked
+    teams: dict[str, frozenset[str]]  # token hash -> its agent's teams; absent: it grants nothing any more
 
 
 class Hub:
@@ -206,6 +225,7 @@ class Hub:
         prune_every: float = 10.0,
         gap_wait: float = 2.0,
         min_gap: float = 0.05,
+        access_check: float = TOKEN_CACHE_SECONDS,
     ) -> None:
         self.engine = engine
         self.poll_interval = poll_interval
@@ -216,6 +236,7 @@ class Hub:
         self.signal_ttl = signal_ttl
         self.prune_every = prune_every
         self.gap_wait = gap_wait
+        self.access_check = access_check  # seconds between checks of the streams' tokens (module docstring)
         self.seq = 0  # newest change seq seen
         self.prev_seq = -1  # the seq before the log's last move: streams that announced it get page pokes
         self.signal_seq = 0  # newest signal seq seen
@@ -224,6 +245,8 @@ class Hub:
         self._by_agent: dict[str, set[Subscriber]] = {}
         self._page_sets: Counter[frozenset[str]] = Counter()  # team set -> its streams that take page pokes
         self._page_sources: dict[frozenset[str], PageSource] = {}  # team set -> how to read its pages
+        self._tokens: Counter[str] = Counter()  # token hash -> its streams
+        self._access_checked = (-1, 0.0)  # config_cache generation and monotonic time of the last check
         self._grace: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._limiter = anyio.CapacityLimiter(1)  # the poll never waits behind request handlers' threads
@@ -248,6 +271,9 @@ class Hub:
             return
         self.closing = False
         self.seq, self.signal_seq = await anyio.to_thread.run_sync(self._read_heads, limiter=self._limiter)
+        # Nothing from a previous run: its pages and gaps are of a log position the streams may not share.
+        self.prev_seq, self._page_pokes, self._poke_cache, self._gaps = -1, {}, (-1, b""), {}
+        self._access_checked, self._wake_pending, self._handed_out_at = (-1, 0.0), False, 0.0
         self._server = _serving_uvicorn_server()
         self._loop = asyncio.get_running_loop()
         self._woken = asyncio.Event()
@@ -277,6 +303,8 @@ class Hub:
 
     @staticmethod
     def _close(sub: Subscriber) -> None:
+        if sub.closed:
+            return
         sub.closed = True
         try:
             sub.queue.put_nowait(_CLOSE)
@@ -290,11 +318,18 @@ class Hub:
         return len(self._subscribers)
 
     def subscribe(
-        self, agent_id: str, teams: list[str] | frozenset[str], sent_seq: int = -1, pages: PageSource | None = None
+        self,
+        agent_id: str,
+        teams: list[str] | frozenset[str],
+        sent_seq: int = -1,
+        pages: PageSource | None = None,
+        token_hash: str | None = None,
     ) -> Subscriber:
         sub = Subscriber(agent_id=agent_id, teams=frozenset(teams), sent_seq=sent_seq,
-                         queue=asyncio.Queue(self.queue_size), pages=pages)
+                         queue=asyncio.Queue(self.queue_size), pages=pages, token_hash=token_hash)
         self._subscribers.add(sub)
+        if token_hash is not None:
+            self._tokens[token_hash] += 1
         self._by_agent.setdefault(agent_id, set()).add(sub)
         if pages is not None:
             self._page_sets[sub.teams] += 1
@@ -310,6 +345,10 @@ class Hub:
         if sub not in self._subscribers:
             return
         self._subscribers.discard(sub)
+        if sub.token_hash is not None:
+            self._tokens[sub.token_hash] -= 1
+            if not self._tokens[sub.token_hash]:
+                del self._tokens[sub.token_hash]
         if sub.pages is not None:
             self._page_sets[sub.teams] -= 1
             if not self._page_sets[sub.teams]:
@@ -364,16 +403,22 @@ class Hub:
         return snapshot.seq, b"".join(events)
 
     async def stream(
-        self, agent_id: str, teams: list[str], resume: int | None, pages: PageSource | None = None
+        self,
+        agent_id: str,
+        teams: list[str],
+        resume: int | None,
+        pages: PageSource | None = None,
+        token_hash: str | None = None,
     ) -> AsyncIterator[bytes]:
         """The events of one SSE stream: presence of every agent, a poke, then whatever happens.
 
         `resume` is the seq the client last heard of (Last-Event-ID or ?seq=): then the first poke is
         sent only if the log moved on since; without it the first poke always comes (plain: the hub knows
         nothing of the client's cursor yet). `pages(after, seq)`: the changes in (after, seq] this stream
-        may see, for page pokes (called in the poll's thread); without it every poke is plain.
+        may see, for page pokes (called in the poll's thread); without it every poke is plain. `token_hash`:
+        the caller's token, which the poll checks still grants `teams` (see the module docstring).
         """
-        sub = self.subscribe(agent_id, teams, -1 if resume is None else resume, pages)
+        sub = self.subscribe(agent_id, teams, -1 if resume is None else resume, pages, token_hash)
         try:
             seq, presence = await self.snapshot_bytes(sub)
             first = [presence]
@@ -404,6 +449,8 @@ class Hub:
                     sub.poke_queued = False
                     _, presence = await self.snapshot_bytes(sub)
                     chunks = [presence]
+                if sub.closed:  # while the snapshot was read: its access may be gone, send it nothing more
+                    return
                 if self.seq > sub.sent_seq:
                     chunks.append(self._next_poke(sub))
                 if chunks:
@@ -419,16 +466,20 @@ class Hub:
             signal_seq = conn.execute(sa.select(sa.func.coalesce(sa.func.max(Signal.seq), 0))).scalar_one()
         return seq, signal_seq
 
-    def _read(self, after: int, gaps: list[int], seq: int, sources: dict[frozenset[str], PageSource]) -> _Tick:
-        """New signals after `after` (and the `gaps`), the change log's head and, if it moved on from `seq`,
-        the page of the changes since for each team set of `sources`."""
+    def _read(
+        self, after: int, gaps: list[int], seq: int, sources: dict[frozenset[str], PageSource], tokens: frozenset[str]
+    ) -> _Tick:
+        """New signals after `after` (and the `gaps`), the change log's head, the access of the streams'
+        `tokens` if a check is due, and, if the log moved on from `seq`, the page of the changes since for
+        each team set of `sources`."""
         with self.engine.connect() as conn:
             head = conn.execute(_HEAD).scalar_one()
             if gaps:
                 rows = conn.execute(_SIGNALS_AND_GAPS, {"after": after, "gaps": gaps}).all()
             else:
                 rows = conn.execute(_SIGNALS, {"after": after}).all()
-        tick = _Tick(seq=head, signals=[(r[0], r[1], r[2], r[3], r[4] or {}) for r in rows])
+            access = self._check_access(conn, tokens)  # after the head: see the module docstring
+        tick = _Tick(seq=head, signals=[(r[0], r[1], r[2], r[3], r[4] or {}) for r in rows], access=access)
         if head > seq:
             for teams, source in sources.items():
                 try:
@@ -439,6 +490,23 @@ class Hub:
                 if page is not None:
                     tick.pages[teams] = page
         return tick
+
+    def _check_access(self, conn: sa.Connection, tokens: frozenset[str]) -> _Access | None:
+        """What the streams' tokens grant now, if the last check is `access_check` seconds old or this process
+        changed a token, agent or membership since; else None."""
+        generation = config_cache.generation()
+        checked_generation, checked_at = self._access_checked
+        if not tokens or (generation == checked_generation and time.monotonic() - checked_at < self.access_check):
+            return None
+        return _Access(generation, tokens, teams_of_tokens(conn, sorted(tokens)))
+
+    def _end_lost_access(self, access: _Access) -> None:
+        """End each checked stream whose token no longer grants access, or grants other teams than it streams
+        for (the desk reconnects: to a 401, or with its new teams)."""
+        self._access_checked = (access.generation, time.monotonic())
+        for sub in self._subscribers:
+            if sub.token_hash in access.tokens and access.teams.get(sub.token_hash) != sub.teams:
+                self._close(sub)
 
     def _sources(self) -> dict[frozenset[str], PageSource]:
         """The page source of each team set with streams, the most-subscribed first (MAX_PAGE_SETS at most)."""
@@ -485,7 +553,8 @@ class Hub:
                 if self._server is not None and self._server.should_exit and not self.closing:
                     self.close_streams()
                 tick = await anyio.to_thread.run_sync(
-                    self._read, self.signal_seq, sorted(self._gaps), self.seq, self._sources(), limiter=self._limiter
+                    self._read, self.signal_seq, sorted(self._gaps), self.seq, self._sources(), frozenset(self._tokens),
+                    limiter=self._limiter,
                 )
                 self.ticks += 1
                 if self._apply(tick):
@@ -502,6 +571,8 @@ class Hub:
 
     def _apply(self, tick: _Tick) -> bool:
         """Hand what the tick found to the subscribers; True if there was anything."""
+        if tick.access is not None:  # first: a stream that lost access gets nothing of this tick
+            self._end_lost_access(tick.access)
         now = time.monotonic()
         events: list[tuple[str, str, dict[str, Any]]] = []  # kind, agent id, data
         for seq, kind, agent_id, conversation_id, data in tick.signals:

@@ -2,8 +2,9 @@
 
 Each kind has an argument model (extra="forbid": no mass assignment) and one small applier in `APPLIERS`.
 Pushes are stored by group commit (`push`, server/group_commit.py): one thread applies the pushes queued
-meanwhile in one transaction, each mutation in a savepoint of its own (`_apply_one`), so a rejected one
-leaves no trace but its id and reason. That transaction takes the change-log lock (`changes.begin_write`)
+meanwhile in one transaction, each push in a savepoint and each attempt at a mutation in a savepoint within
+it (`store_pushes`, `_apply_one`), so a rejected mutation leaves no trace but its id and reason, and a push
+that fails leaves none at all. That transaction takes the change-log lock (`changes.begin_write`)
 first, before any read, so writers queue on it before they lock rows, and what they then read is fresh.
 Anything the caller may not see is rejected with the same words as something that does not exist.
 
@@ -666,7 +667,8 @@ def apply_dismiss_suggestion(ctx: _Ctx, args: SuggestionArgs) -> None:
         record_upsert(ctx.session, suggestion)
 
 
-# kind -> (argument model, applier). Each applier runs after the change-log lock, in its own transaction.
+# kind -> (argument model, applier). Each applier runs after the change-log lock, in a savepoint of the
+# transaction its push shares with others (store_pushes).
 APPLIERS: dict[str, tuple[type[BaseModel], Callable[[_Ctx, Any], None]]] = {
     "reply": (ReplyArgs, apply_reply),
     "note": (ReplyArgs, apply_note),
@@ -695,7 +697,8 @@ def wake_snoozed(session: Session, now: datetime | None = None) -> int:
     woke = 0
     for conversation in _conversation_rows(session, _C.status == "snoozed", _C.snooze_until <= now):
         try:
-            woke += _update(session, now, conversation, {"status": "open", "snooze_until": None})
+            with session.begin_nested():  # a conflict undoes this conversation's writes (its hooks' too) alone
+                woke += _update(session, now, conversation, {"status": "open", "snooze_until": None})
         except _Conflict:  # changed since read (an agent reopened it?): its new state stands; a next run sees it
             pass
     session.commit()
@@ -724,8 +727,9 @@ def _parsed(m: MutationIn) -> tuple[Callable[[_Ctx, Any], None], BaseModel]:
 
 
 def _apply_one(session: Session, agent: Agent, teams: list[str], m: MutationIn) -> MutationResult:
-    """One mutation, at most once by its id, in a savepoint of the batch's transaction: a rejection or a lost
-    race undoes its own writes and nothing else; its id is recorded with its outcome either way."""
+    """One mutation, at most once by its id: each attempt in a savepoint of its own, so a rejection or a lost
+    race undoes that attempt's writes and nothing else; then its id is recorded with its outcome (applied or
+    rejected). An unforeseen exception propagates, and its push's savepoint undoes it all (store_pushes)."""
     connection = session.connection()
     if (seen := connection.execute(_MUTATION_BY_ID, {"id": m.id}).first()) is not None:
         return _repeat(seen)
@@ -758,15 +762,20 @@ class Push:
 
 
 def store_pushes(session: Session, pushes: Sequence[Push]) -> list[list[MutationResult] | Exception]:
-    """Apply pushes in one transaction and commit: per push its results, or the exception that stopped it
-    (its earlier mutations stand, as they would have had they been pushed alone)."""
+    """Apply pushes in one transaction and commit: per push its results, or the exception that stopped it.
+    Each push runs in a savepoint: one that fails (a bug, a broken row, a database error) is undone whole,
+    mutation ids included, so a retry applies it afresh, and it leaves the transaction usable for the others
+    (on PostgreSQL an error outside a savepoint would abort the transaction, and its COMMIT roll back)."""
     begin_write(session)  # the change-log lock first, before any read (see the module docstring)
     outcomes: list[list[MutationResult] | Exception] = []
     for pushed in pushes:
+        outcome: list[MutationResult] | Exception
         try:
-            outcomes.append([_apply_one(session, pushed.agent, pushed.teams, m) for m in pushed.mutations])
-        except Exception as exc:  # unforeseen (a bug, a broken row): this push fails, the others go on
-            outcomes.append(exc)
+            with session.begin_nested():
+                outcome = [_apply_one(session, pushed.agent, pushed.teams, m) for m in pushed.mutations]
+        except Exception as exc:  # unforeseen: this push fails, the others go on
+            outcome = exc
+        outcomes.append(outcome)
     session.commit()
     return outcomes
 
@@ -774,5 +783,13 @@ def store_pushes(session: Session, pushes: Sequence[Push]) -> list[list[Mutation
 async def push(engine: sa.Engine, agent: Agent, teams: list[str], mutations: list[MutationIn]) -> list[MutationResult]:
     """Apply a push's mutations in order, each at most once; returns once their transaction has committed.
     Concurrent pushes share transactions (group commit, server/group_commit.py)."""
-    writer = writer_for(engine, store_pushes, name="agentdesk-push-writer")
+    writer = writer_for(engine, store_pushes, name="agentdesk-push-writer", weight=_mutation_count,
+                        max_weight=MAX_BATCH_MUTATIONS)
     return await writer.submit(Push(agent, teams, mutations))
+
+
+MAX_BATCH_MUTATIONS = 500  # per transaction (a push's most): one holds the write lock, and ingest waits on it
+
+
+def _mutation_count(pushed: Push) -> int:
+    return len(pushed.mutations)

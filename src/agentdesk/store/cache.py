@@ -176,19 +176,26 @@ class Cache:
     def upsert_rows(self, db: sqlite3.Connection, entity: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         """Insert-or-replace rows given in the server's column order (columns the cache lacks are skipped).
 
-        One statement over the rows as a JSON array, not `executemany`: FTS5 flushes its pending terms at the
+        The rows go through a TEMP staging table shaped like the target (same columns and affinities, so values
+        keep their exact types), then into the target in one statement: FTS5 flushes its pending terms at the
         end of every statement, so with the search index's triggers in place a statement per row writes an
         index segment per row and then merges them (~0.4 ms a row instead of ~0.05)."""
         keep = _kept_columns(entity, columns)
-        names = ", ".join(columns[i] for i in keep)
-        values = ", ".join(f"json_extract(value, '$[{i}]')" for i in keep)
-        payload = json.dumps(rows if isinstance(rows, list) else list(rows))
-        db.execute(f"INSERT OR REPLACE INTO {entity} ({names}) SELECT {values} FROM json_each(?)", (payload,))
+        names, marks = ", ".join(columns[i] for i in keep), ", ".join("?" for _ in keep)
+        if len(keep) < len(columns):
+            rows = ([row[i] for i in keep] for row in rows)
+        stage = f"temp.stage_{entity}"
+        # IF NOT EXISTS each time rather than remembered: a rolled-back transaction takes the CREATE with it.
+        db.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{entity} AS SELECT * FROM main.{entity} WHERE 0")
+        db.executemany(f"INSERT INTO {stage} ({names}) VALUES ({marks})", rows)
+        # ORDER BY rowid: staging order, so a row's last version still wins
+        db.execute(f"INSERT OR REPLACE INTO main.{entity} ({names}) SELECT {names} FROM {stage} ORDER BY rowid")
+        db.execute(f"DELETE FROM {stage}")
 
     def apply_bootstrap_page(self, entity: str, columns: Sequence[str], rows: list[list[Any]], next_after: str | None) -> None:
         """Load a page and record how far this entity got, together, so a bootstrap can resume.
 
-        Plain `executemany` (cheaper than upsert_rows' JSON round trip): while a bootstrap loads, the search
+        Plain `executemany` (cheaper than upsert_rows' staging): while a bootstrap loads, the search
         index and its triggers do not exist yet (finish_bootstrap builds them; reset_mirror drops them)."""
         keep = _kept_columns(entity, columns)
         names, marks = ", ".join(columns[i] for i in keep), ", ".join("?" for _ in keep)

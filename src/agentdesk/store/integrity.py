@@ -4,6 +4,10 @@ Everything the server sent (the mirror tables, the cursor) comes back with the n
 did locally (queued replies and actions, drafts, unread markers, notices, who they are) exists nowhere else,
 so it is read back row by row from the damaged file — a bad page costs only the rows on it — into a new one.
 
+Every process that opens the cache here holds a shared lock on `<cache>.lock` while it lives; a rebuild needs it
+alone, so it never moves the file away from under another desk or `agentdesk sync` (which would go on writing
+queued replies into the damaged file). Where there is no `fcntl` (Windows) there is no such lock.
+
 `PRAGMA quick_check` reads every page: ~1.4 s for a 1 GB cache (a million messages) here, too slow before the
 desk's first paint. So a big file gets a check of its schema and local tables on open (~20 ms at that size)
 and the full check in a background thread; damage found there is recorded beside the file, told to the agent
@@ -18,7 +22,8 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from agentdesk.domain.clock import to_iso, utcnow
@@ -30,22 +35,96 @@ KEPT_TABLES = tuple(re.findall(r"CREATE TABLE IF NOT EXISTS (\w+)", LOCAL_TABLES
 DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)  # not BUSY/LOCKED/CANTOPEN: those are no damage
 FULL_CHECK_BYTES = 32 * 2**20  # up to here (~45 ms) the whole file is checked before opening
 ROWID_END = 2**63 - 1
+FAILED_SEEKS = 20_000  # per table, ~0.3 s: enough to step over every rowid of a few damaged pages one by one
+
+try:
+    import fcntl
+except ImportError:  # Windows: no locking (see above)
+    fcntl = None
+
+_LOCKS: dict[Path, int] = {}  # cache file -> this process's open lock file, held shared
 
 
 def open_checked(path: Path | str) -> tuple[Cache, str | None]:
     """The cache at `path`, checked first; with a one-line message for the agent when it was damaged and has
-    been replaced by a new one (which the next sync fills from the server)."""
+    been replaced by a new one (which the next sync fills from the server), or could not be yet."""
     path = Path(path)
-    marker = damage_marker(path)
+    _hold_shared_lock(path)
     big = path.exists() and path.stat().st_size > FULL_CHECK_BYTES
-    damage = marker.read_text() if marker.exists() else find_damage(path, KEPT_TABLES if big else None)
+    damage = _known_damage(path, big)
     message = None
     if damage:
-        message = rebuild(path, damage)
-        marker.unlink(missing_ok=True)
+        with _lock_alone(path) as alone:
+            if alone:
+                message = rebuild(path, damage)
+                damage_marker(path).unlink(missing_ok=True)
+            else:
+                damage_marker(path).write_text(damage)  # so that the next open rebuilds, whatever its size
+                message = (
+                    f"The local cache is damaged ({damage}); close every other agentdesk window or command using it"
+                    " and start again to rebuild it (queued replies and drafts are kept)."
+                )
     elif big:
         threading.Thread(target=check_in_background, args=(path,), name="agentdesk-cache-check", daemon=True).start()
     return Cache(path), message
+
+
+def _known_damage(path: Path, big: bool) -> str | None:
+    """What the background check recorded, or what a check finds now (of the local tables only, for a big file)."""
+    marker = damage_marker(path)
+    if not path.exists():  # a marker left beside a cache since removed
+        marker.unlink(missing_ok=True)
+        return None
+    try:
+        recorded = marker.read_text()
+    except FileNotFoundError:
+        recorded = None
+    if recorded:
+        return recorded
+    damage = find_damage(path, KEPT_TABLES if big and recorded is None else None)  # "": cut short, check it all
+    if damage is None:
+        marker.unlink(missing_ok=True)
+    return damage
+
+
+def lock_file(path: Path) -> Path:
+    return path.with_name(path.name + ".lock")
+
+
+def _hold_shared_lock(path: Path) -> None:
+    """Hold a shared lock on the cache for the rest of this process (one lock file open per cache: two of this
+    process's own would conflict)."""
+    if fcntl is None or path.resolve() in _LOCKS:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file(path), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # waits while another process rebuilds the cache
+    _LOCKS[path.resolve()] = fd
+
+
+def release_lock(path: Path | str) -> None:
+    """Stop holding the cache's lock: for a process done with the cache before it ends (a test playing two)."""
+    fd = _LOCKS.pop(Path(path).resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+@contextmanager
+def _lock_alone(path: Path) -> Iterator[bool]:
+    """Whether no other process holds the cache's lock; while so, none can take it."""
+    fd = _LOCKS.get(path.resolve())
+    if fd is None:
+        yield True
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        alone = True
+    except BlockingIOError:
+        alone = False
+    try:
+        yield alone
+    finally:  # shared again (even after a refusal: Linux drops the shared lock before it tries for the other)
+        fcntl.flock(fd, fcntl.LOCK_SH)
 
 
 def find_damage(path: Path, tables: Sequence[str] | None = None) -> str | None:
@@ -132,7 +211,8 @@ def salvage(path: Path) -> tuple[dict[str, tuple[list[str], list[tuple]]], set[s
         for table in KEPT_TABLES:
             try:
                 columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
-            except sqlite3.DatabaseError:  # the schema itself is unreadable (a garbage header, say)
+            except sqlite3.DatabaseError as exc:  # the schema itself is unreadable (a garbage header, say)
+                _unless_damage_raise(exc)
                 unreadable.add(table)
                 continue
             if columns:  # an older file may lack a table
@@ -153,53 +233,58 @@ def _mirror_state(key: str) -> bool:
 
 
 def _readable_rows(db: sqlite3.Connection, table: str, columns: list[str]) -> tuple[list[tuple], bool]:
-    """The rows in rowid order, stepping over what cannot be read: (rows, whether anything was skipped)."""
-    query = f"SELECT rowid, {', '.join(columns)} FROM {table} WHERE rowid > ? ORDER BY rowid"
-    rows: list[tuple] = []
-    after: int | None = -ROWID_END - 1
-    damaged = False
-    while after is not None:
+    """The readable rows in rowid order: (rows, whether some could not be read).
+
+    A damaged page fails every read that steps onto it and every seek to a rowid it would hold. So the rowids
+    not accounted for yet, one range, are narrowed from both ends in turn: read on from that end until a read
+    fails; then look the next row up and read it alone (the failure may have come from the step past it); if
+    even that seek fails, a damaged page holds that end's rowid: rule it out. Our rowids are dense (numbered in
+    turn from 1), so that steps over a damaged page's rowids one by one; FAILED_SEEKS bounds it where they are
+    not, and past the last row when the last page is damaged (it would hold every rowid after it)."""
+    names = ", ".join(columns)
+    found: dict[int, tuple] = {}
+    low, high = 1, ROWID_END
+    upward, damaged, failed_seeks = True, False, 0
+    while low <= high and failed_seeks < FAILED_SEEKS:
         try:
-            for row in db.execute(query, (after,)):
-                rows.append(row[1:])
-                after = row[0]
-            break
-        except sqlite3.DatabaseError:
-            damaged = True
-            after = _past_damage(db, table, after)
-    return rows, damaged
-
-
-def _next_rowid(db: sqlite3.Connection, table: str, after: int) -> int | None:
-    """The next row's rowid: a seek that reads no row's contents, so it fails only on a damaged page."""
-    row = db.execute(f"SELECT rowid FROM {table} WHERE rowid > ? ORDER BY rowid LIMIT 1", (after,)).fetchone()
-    return row[0] if row else None
-
-
-def _past_damage(db: sqlite3.Connection, table: str, after: int) -> int | None:
-    """Where to read on after a read past `after` failed (None: nowhere). When the next row can be found, its
-    contents are what is unreadable: skip that row. Else its page is: a seek past `x` fails while x falls on
-    that page, so step out exponentially, then narrow down to where seeks work again."""
-    def readable(x: int) -> bool:
+            for rowid, *values in _select(db, table, f"rowid, {names}", low, high, upward):
+                found[rowid] = tuple(values)
+                low, high = (rowid + 1, high) if upward else (low, rowid - 1)
+            return [found[rowid] for rowid in sorted(found)], damaged
+        except sqlite3.DatabaseError as exc:
+            _unless_damage_raise(exc)
+        damaged = True
         try:
-            _next_rowid(db, table, x)
-            return True
-        except sqlite3.DatabaseError:
-            return False
+            next_row = _select(db, table, "rowid", low, high, upward, limit=1).fetchone()
+        except sqlite3.DatabaseError as exc:
+            _unless_damage_raise(exc)
+            rowid, failed_seeks = (low if upward else high), failed_seeks + 1
+        else:
+            if next_row is None:
+                break
+            [rowid] = next_row
+            try:
+                found[rowid] = db.execute(f"SELECT {names} FROM {table} WHERE rowid = ?", (rowid,)).fetchone()
+            except sqlite3.DatabaseError as exc:
+                _unless_damage_raise(exc)
+        low, high = (rowid + 1, high) if upward else (low, rowid - 1)
+        upward = not upward
+    return [found[rowid] for rowid in sorted(found)], damaged
 
-    try:
-        return _next_rowid(db, table, after)
-    except sqlite3.DatabaseError:
-        pass
-    bad, step = after, 1
-    while not readable(good := min(after + step, ROWID_END)):
-        if good == ROWID_END:
-            return None
-        bad, step = good, step * 2
-    while good - bad > 1:
-        middle = (bad + good) // 2
-        bad, good = (bad, middle) if readable(middle) else (middle, good)
-    return good
+
+def _select(
+    db: sqlite3.Connection, table: str, what: str, low: int, high: int, upward: bool, limit: int = -1
+) -> sqlite3.Cursor:
+    order = "" if upward else " DESC"
+    return db.execute(
+        f"SELECT {what} FROM {table} WHERE rowid BETWEEN ? AND ? ORDER BY rowid{order} LIMIT ?", (low, high, limit)
+    )
+
+
+def _unless_damage_raise(exc: sqlite3.DatabaseError) -> None:
+    """Go on only past damage: a locked or busy file, or a failing disk, must not cost rows."""
+    if not is_damage(exc):
+        raise exc
 
 
 def _insert(db: sqlite3.Connection, table: str, columns: list[str], rows: list[tuple]) -> None:

@@ -9,11 +9,12 @@ changes along: when its page starts at the cache's cursor the engine applies it 
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -66,6 +67,7 @@ class SyncEngine:
         self.on_live: Callable[[str, dict], None] = lambda kind, data: None  # presence/typing, in the live thread
         self.presence = Presence()
         self._wake = threading.Event()
+        self._poll_asked = threading.Event()  # a wake that wants a pull: the desk's, the stream's (not a poke's)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stream: LiveStream | None = None
@@ -87,6 +89,7 @@ class SyncEngine:
 
     def wake(self) -> None:
         """Something local changed (or the agent asked): sync now rather than at the next tick."""
+        self._poll_asked.set()
         self._wake.set()
 
     # --- presence: thread-safe, return at once; sync/presence.py posts from a thread of its own -----------
@@ -128,11 +131,15 @@ class SyncEngine:
         cache = Cache(self.cache_path)
         failures = 0
         stream = self._start_stream()
+        poll = True  # the first round pulls
         try:
             while not self._stop.is_set():
                 self._wake.clear()  # before the round, so a poke that comes during it runs another
+                if self._poll_asked.is_set():  # cleared only when seen set: an ask that comes now runs another
+                    self._poll_asked.clear()
+                    poll = True
                 try:
-                    self.sync_once(cache)
+                    self.sync_once(cache, poll=poll)
                     if failures and self.announcer is not None:
                         self.announcer.resend()  # the server is back: tell it where we are
                     failures = 0
@@ -143,7 +150,7 @@ class SyncEngine:
                     failures += 1
                     self._report(cache, online=False, error=f"sync failed: {type(exc).__name__}: {exc}")
                 self._failing = failures > 0
-                self._wake.wait(self._delay(failures))
+                poll = not self._wake.wait(self._delay(failures))  # the timer's round polls; a poke's need not
         finally:
             if stream is not None:
                 stream.stop(timeout=1.0)
@@ -184,9 +191,12 @@ class SyncEngine:
         self._live_up = up
         if up and self.announcer is not None:
             self.announcer.resend()  # a server that lost our stream for long marked us offline
+        self._poll_asked.set()
         self._wake.set()
 
-    def sync_once(self, cache: Cache) -> None:
+    def sync_once(self, cache: Cache, poll: bool = True) -> None:
+        """One round: push, apply the pages pokes brought, pull. `poll`: the round is the timer's or the desk's
+        (pull in any case); False when only pokes woke it (pull only what their pages did not bring)."""
         changed = False
         if not self._identity_checked:  # the desk may have opened from the cache alone
             cache.set_identity(self.client.me())
@@ -199,9 +209,9 @@ class SyncEngine:
         reached, applied = self.apply_pages(cache)
         changed |= pushed or applied
         try:
-            # Pull unless the pages brought everything poked about: not after a push (the desk wants the
-            # server's answer now), nor on a round no poke started (the timer, the desk's wake).
-            if pushed or reached < poked or poked <= self._pulled_seq:
+            # Pull unless the pages (this round's or an earlier one's) brought everything poked about: not after
+            # a push (the desk wants the server's answer now), nor on a poll.
+            if pushed or poll or max(reached, self._pulled_seq) < poked:
                 changed |= self.pull(cache)
         except ResetRequired:
             # The server compacted its history past our cursor: reload everything (outbox and drafts stay).
@@ -217,30 +227,48 @@ class SyncEngine:
         todo = [(entity, progress.removeprefix("after:")) for entity in MIRROR_TABLES
                 if (progress := cache.state(f"bootstrap.{entity}", "after:")) != "done"]
         loaded: dict[str, int] = {}
-        for entity, page in self._bootstrap_pages(todo):
-            if cursor is None:  # the first page's cursor: pull from there re-applies anything newer
-                cursor = page["cursor"]
-                cache.set_state("bootstrap.cursor", cursor)
-            cache.apply_bootstrap_page(entity, page["columns"], page["rows"], page["next_after"])
-            loaded[entity] = loaded.get(entity, 0) + len(page["rows"])
-            self._report(cache, online=True, bootstrapping=f"{entity} {loaded[entity]:,}")
+        with closing(self._bootstrap_pages(todo)) as pages:  # closed at once if a write fails: the fetcher ends
+            for entity, page in pages:
+                if cursor is None:  # the first page's cursor: pull from there re-applies anything newer
+                    cursor = page["cursor"]
+                    cache.set_state("bootstrap.cursor", cursor)
+                cache.apply_bootstrap_page(entity, page["columns"], page["rows"], page["next_after"])
+                loaded[entity] = loaded.get(entity, 0) + len(page["rows"])
+                self._report(cache, online=True, bootstrapping=f"{entity} {loaded[entity]:,}")
         cache.finish_bootstrap(cursor or "")
 
     def _bootstrap_pages(self, todo: list[tuple[str, str]]) -> Iterator[tuple[str, dict]]:
-        """(entity, page) for each (entity, after) still to load, in order. A worker thread requests the next
-        page while the caller writes this one, so the server's work and the cache's overlap (a page that was
-        fetched but not written when the bootstrap stops is simply fetched again on resume)."""
-        def fetch(entity: str, after: str) -> tuple[str, dict]:
-            return entity, self.client.bootstrap_page(entity, after, BOOTSTRAP_PAGE)
+        """(entity, page) for each (entity, after) still to load, in order. A thread requests the next page
+        while the caller writes this one, so the server's work and the cache's overlap (a page that was fetched
+        but not written when the bootstrap stops is simply fetched again on resume). A daemon thread: quitting
+        mid-bootstrap does not wait for its request."""
+        pages: queue.Queue[tuple[str, dict] | BaseException | None] = queue.Queue(maxsize=1)  # one page ahead
+        done = threading.Event()  # the caller took its last page (finished, failed or stopped)
 
-        rest = iter(todo)
-        with ThreadPoolExecutor(1, thread_name_prefix="agentdesk-bootstrap") as fetcher:
-            request = fetcher.submit(fetch, *first) if (first := next(rest, None)) else None
-            while request is not None:
-                entity, page = request.result()
-                following = (entity, page["next_after"]) if page["next_after"] is not None else next(rest, None)
-                request = fetcher.submit(fetch, *following) if following else None
-                yield entity, page
+        def fetch() -> None:
+            try:
+                for entity, after in todo:
+                    while after is not None:
+                        page = self.client.bootstrap_page(entity, after, BOOTSTRAP_PAGE)
+                        pages.put((entity, page))
+                        if done.is_set():
+                            return
+                        after = page["next_after"]
+                end: BaseException | None = None
+            except BaseException as exc:  # noqa: BLE001 - the caller raises it
+                end = exc
+            pages.put(end)
+
+        threading.Thread(target=fetch, name="agentdesk-bootstrap", daemon=True).start()
+        try:
+            while (item := pages.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            done.set()
+            with suppress(queue.Empty):  # room for the fetcher's one last put, after which it sees `done`
+                pages.get_nowait()
 
     def push(self, cache: Cache) -> bool:
         """Send the outbox in order; each answer settles its row (a rejection rolls back)."""

@@ -57,6 +57,12 @@ PaletteCommand = tuple[str, str, Callable[[], Any]]  # title (plain text), help,
 
 DRAFT_DEBOUNCE = 0.5  # seconds of quiet before a draft is written
 KEY_REPEAT_GAP = 0.05  # s: queue moves closer together than this are a held key: open when it is let go
+# App actions that do not act on the highlighted conversation, so a pending open need not catch up first (quit
+# must not mark seen, nor tell the server the agent views, a conversation they never looked at); the palette's
+# and the search's own choices go through run_action again, or open what they found.
+NO_OPEN_FIRST = frozenset({
+    "queue_move", "open_conversation", "quit", "help", "search", "command_palette", "toggle_availability",
+})
 
 
 class SyncStatusChanged(Message):
@@ -344,9 +350,10 @@ class AgentDesk(App[None]):
 
     async def run_action(self, action: Any, default_namespace: Any = None, namespaces: Any = None) -> bool:
         """Every action acts on what the agent sees highlighted: a pending open catches up first (a queue move
-        leaves it pending, `enter` opens anyway)."""
-        name = (parse_action(action) if isinstance(action, str) else action)[1]
-        if self._to_open is not None and name not in ("queue_move", "open_conversation"):
+        leaves it pending, `enter` opens anyway). The queue's own paging keys only move its highlight."""
+        destination, name, _ = parse_action(action) if isinstance(action, str) else action
+        queue_local = not destination and isinstance(default_namespace, QueueList)
+        if self._to_open is not None and not queue_local and name not in NO_OPEN_FIRST:
             self.open_highlighted()
         return await super().run_action(action, default_namespace, namespaces)
 

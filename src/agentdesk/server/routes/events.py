@@ -1,10 +1,11 @@
 """Live events (DESIGN §5 "Live"): the SSE stream, and the presence and typing an agent announces.
 
 GET /api/v1/events (text/event-stream), events:
-- `poke` {seq}, with `id: seq`: the change log's newest seq; the client pulls. Not filtered per agent.
-  A "page poke" {seq, page: {after, changes, cursor, has_more: false}} also carries the changes in
-  (after, seq] the subscriber may see — exactly pull's answer from cursor `after` (server/events.py says
-  when): a client whose cursor is `after` applies the page and is at `cursor`; any other client pulls.
+- `poke` {seq}, with `id: seq`: the change log's newest seq; the client pulls. A "page poke" {seq, page:
+  {after, changes, cursor, has_more: false}} also carries the changes in (after, seq] the subscriber's
+  teams may see — exactly pull's answer from cursor `after` (server/events.py says when): a client whose
+  cursor is `after` applies the page and is at `cursor`; any other client pulls. The stream ends when the
+  caller's token stops granting access or their teams change (server/events.py): the client reconnects.
 - `presence` {agent_id, status: available|away|offline, viewing: conversation id or null}; `viewing` is
   null unless the conversation is in one of the subscriber's teams.
 - `typing` {agent_id, conversation_id}: only to agents of the conversation's team.
@@ -61,7 +62,7 @@ async def events(
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "The live event hub is not running.")
     pages = partial(poke_page, request.app.state.engine, tuple(sorted(caller.teams)))
     return EventSourceResponse(
-        hub.stream(caller.agent.id, caller.teams, _resume_seq(last_event_id, seq), pages),
+        hub.stream(caller.agent.id, caller.teams, _resume_seq(last_event_id, seq), pages, caller.token_hash),
         ping=hub.heartbeat,
         ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
         sep="\n",

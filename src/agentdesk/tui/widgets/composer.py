@@ -301,7 +301,6 @@ class Composer(Vertical):
             line = Text(f"ctrl+s send{quote} · ctrl+t canned · ctrl+n note", style="dim")
         show_line(self.query_one("#composer-hint", Static), line)
 
-
     def _show_email_fields(self) -> None:
         """To, Subject and Cc while writing an email (reading keeps the rows for the timeline). Set on the fields
         alone: a class on the composer would restyle all its widgets on every move through the queue."""

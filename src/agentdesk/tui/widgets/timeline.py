@@ -34,7 +34,7 @@ DIRECTION = {"inbound": "←", "outbound": "→", "note": "✎"}
 WINDOW = 200  # interactions read at open, and per step when the agent scrolls past the loaded ones
 MAX_ITEMS = 3 * WINDOW  # held at once: past this the far end is dropped, so memory stays bounded
 MAX_LAID = WINDOW  # laid out at once (at most; usually a few pages' worth)
-PAINTED_KEPT = 100  # lines kept as painted (scrolling repaints every line in view)
+PAINTED_KEPT = 400  # lines kept as painted (scrolling repaints every line in view); past this, painted afresh
 EDGE = 15  # lines from the top (bottom) of the laid-out range at which more is laid out (or loaded)
 TRANSCRIPT_LINES = 2  # of a call's transcript, until `x` expands it
 HIGHLIGHT_SECONDS = 2.0  # how long a revealed interaction stays highlighted
@@ -615,6 +615,12 @@ class Timeline(ScrollView, can_focus=True):
 
     # --- painting -----------------------------------------------------------------------------------
 
+    def notify_style_update(self) -> None:
+        """The CSS or the theme changed: lines painted with the old mark and highlight styles go (the cache's
+        key holds the widget's style, not those)."""
+        super().notify_style_update()
+        self._painted.clear()
+
     def render_lines(self, crop: Region) -> list[Strip]:
         self._paint_style = self.rich_style  # once per paint, not per line: it walks every ancestor's styles
         try:
@@ -631,7 +637,7 @@ class Timeline(ScrollView, can_focus=True):
             return Strip.blank(width, style)
         key = (index, width, style, self.marked, self.highlighted)
         if (strip := self._painted.get(key)) is None:
-            if len(self._painted) > 4 * PAINTED_KEPT:
+            if len(self._painted) >= PAINTED_KEPT:
                 self._painted.clear()
             strip = self._painted[key] = self._paint(index, width, style)
         return strip
