@@ -11,24 +11,23 @@ from dataclasses import replace
 from datetime import datetime
 
 from rich.segment import Segment
-from rich.style import Style
 from rich.text import Text
-from textual.geometry import Region, Size
+from textual.geometry import Size
 from textual.message import Message
-from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from agentdesk.domain.clock import utcnow
 from agentdesk.domain.text import safe_text
 from agentdesk.store.queue import QueueRow
 from agentdesk.tui.render import PRIORITY_STYLE, STATUS_STYLE, age, channel_label, customer_name, sla
+from agentdesk.tui.widgets.lines import LineView
 
 ROW_HEIGHT = 2
 WINDOW = 100  # rows fetched per query
 LINES_KEPT = 400  # rendered lines kept (a few screens): moving the cursor re-renders only its two rows
 
 
-class QueueList(ScrollView, can_focus=True):
+class QueueList(LineView, can_focus=True):
     """Rows come from `fetch(offset, limit)` a window at a time; nothing outside the view is built."""
 
     DEFAULT_CSS = """
@@ -54,7 +53,6 @@ class QueueList(ScrollView, can_focus=True):
         self.me: str | None = None  # the agent's id: their own rows say "you"
         self.viewed: frozenset[str] = frozenset()  # conversations another agent has open (live presence)
         self._lines: dict[tuple, list[Segment]] = {}  # (row, part, width, second, viewed) -> its segments
-        self._paint_style: Style | None = None  # the widget's style while a paint is under way
 
     def reload(self) -> None:
         """The cache changed: recount, drop the window, keep the cursor on the same conversation."""
@@ -147,19 +145,12 @@ class QueueList(ScrollView, can_focus=True):
         if 0 <= index < self.total:
             self.move(index - self.cursor)
 
-    def render_lines(self, crop: Region) -> list[Strip]:
-        self._paint_style = self.rich_style  # once per paint, not per line: it walks every ancestor's styles
-        try:
-            return super().render_lines(crop)
-        finally:
-            self._paint_style = None
-
     def render_line(self, y: int) -> Strip:
         width = self.scrollable_content_region.width
         virtual_y = y + self.scroll_offset.y
         index, part = divmod(virtual_y, ROW_HEIGHT)
         row = self.row(index)
-        style = self.rich_style if self._paint_style is None else self._paint_style
+        style = self.line_style
         if row is None:
             return Strip.blank(width, style)
         if index == self.cursor:

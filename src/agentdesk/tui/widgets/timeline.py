@@ -20,8 +20,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.actions import SkipAction
-from textual.geometry import Region, Size
-from textual.scroll_view import ScrollView
+from textual.geometry import Size
 from textual.strip import Strip
 from textual.timer import Timer
 
@@ -29,6 +28,7 @@ from agentdesk.domain.clock import from_iso
 from agentdesk.domain.text import safe_text
 from agentdesk.store.timeline import CustomerTimeline, Position, TimelineItem
 from agentdesk.tui.render import STATUS_ICON, STATUS_STYLE, channel_label, span
+from agentdesk.tui.widgets.lines import LineView
 
 DIRECTION = {"inbound": "←", "outbound": "→", "note": "✎"}
 WINDOW = 200  # interactions read at open, and per step when the agent scrolls past the loaded ones
@@ -227,7 +227,7 @@ class Block:
     body: int  # where the interaction's own lines begin
 
 
-class Timeline(ScrollView, can_focus=True):
+class Timeline(LineView, can_focus=True):
     """The open customer's timeline, newest at the bottom, a window of it at a time."""
 
     DEFAULT_CSS = """
@@ -260,7 +260,6 @@ class Timeline(ScrollView, can_focus=True):
         self._highlight_timer: Timer | None = None
         self._growing = False  # a page is about to be laid out at an edge
         self._painted: dict[tuple, Strip] = {}  # (line, width, style, marked, highlighted) -> the line as painted
-        self._paint_style: Style | None = None  # the widget's style while a paint is under way
 
     # --- what is loaded -----------------------------------------------------------------------------
 
@@ -621,18 +620,11 @@ class Timeline(ScrollView, can_focus=True):
         super().notify_style_update()
         self._painted.clear()
 
-    def render_lines(self, crop: Region) -> list[Strip]:
-        self._paint_style = self.rich_style  # once per paint, not per line: it walks every ancestor's styles
-        try:
-            return super().render_lines(crop)
-        finally:
-            self._paint_style = None
-
     def render_line(self, y: int) -> Strip:
         """A laid-out line in the widget's style (a scroll repaints every line: each is styled once)."""
         index = y + self.scroll_offset.y
         width = self.scrollable_content_region.width
-        style = self.rich_style if self._paint_style is None else self._paint_style
+        style = self.line_style
         if not 0 <= index < len(self._lines):
             return Strip.blank(width, style)
         key = (index, width, style, self.marked, self.highlighted)
