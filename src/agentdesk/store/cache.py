@@ -110,10 +110,13 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
             statement = ""
 
 
-def _kept_columns(entity: str, columns: Sequence[str]) -> list[int]:
-    """Positions of the server's columns that the cache's table has (a newer server may send more)."""
-    local = MIRROR_TABLES[entity]
-    return [i for i, name in enumerate(columns) if name in local]
+def _kept(entity: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> tuple[str, str, Iterable[Sequence[Any]]]:
+    """The column list and placeholders for the server's columns the cache's table has (a newer server may
+    send more), and the rows cut down to them."""
+    keep = [i for i, name in enumerate(columns) if name in MIRROR_TABLES[entity]]
+    if len(keep) < len(columns):
+        rows = ([row[i] for i in keep] for row in rows)
+    return ", ".join(columns[i] for i in keep), ", ".join("?" for _ in keep), rows
 
 
 class Cache:
@@ -180,10 +183,7 @@ class Cache:
         keep their exact types), then into the target in one statement: FTS5 flushes its pending terms at the
         end of every statement, so with the search index's triggers in place a statement per row writes an
         index segment per row and then merges them (~0.4 ms a row instead of ~0.05)."""
-        keep = _kept_columns(entity, columns)
-        names, marks = ", ".join(columns[i] for i in keep), ", ".join("?" for _ in keep)
-        if len(keep) < len(columns):
-            rows = ([row[i] for i in keep] for row in rows)
+        names, marks, rows = _kept(entity, columns, rows)
         stage = f"temp.stage_{entity}"
         # IF NOT EXISTS each time rather than remembered: a rolled-back transaction takes the CREATE with it.
         db.execute(f"CREATE TEMP TABLE IF NOT EXISTS stage_{entity} AS SELECT * FROM main.{entity} WHERE 0")
@@ -197,12 +197,9 @@ class Cache:
 
         Plain `executemany` (cheaper than upsert_rows' staging): while a bootstrap loads, the search
         index and its triggers do not exist yet (finish_bootstrap builds them; reset_mirror drops them)."""
-        keep = _kept_columns(entity, columns)
-        names, marks = ", ".join(columns[i] for i in keep), ", ".join("?" for _ in keep)
-        if len(keep) < len(columns):
-            rows = [[row[i] for i in keep] for row in rows]
+        names, marks, kept = _kept(entity, columns, rows)
         with self.write() as db:
-            db.executemany(f"INSERT OR REPLACE INTO {entity} ({names}) VALUES ({marks})", rows)
+            db.executemany(f"INSERT OR REPLACE INTO {entity} ({names}) VALUES ({marks})", kept)
             self.set_state(f"bootstrap.{entity}", "done" if next_after is None else f"after:{next_after}", db)
 
     def reset_mirror(self) -> None:
