@@ -295,7 +295,8 @@ def schema_key() -> str:
     from agentdesk.store import schema
 
     text = f"{schema.SCHEMA_VERSION}|{schema.mirror_ddl()}|{schema.LOCAL_TABLES}|{schema.INDEXES}"
-    text += "|" + "|".join(str(getattr(schema, name)) for name in sorted(dir(schema)) if "FTS" in name.upper())
+    fts = [getattr(schema, name) for name in sorted(dir(schema)) if "FTS" in name.upper()]
+    text += "|" + "|".join(str(value) for value in fts if not callable(value))  # a function's str is its address
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 

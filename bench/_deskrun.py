@@ -9,8 +9,9 @@ subtracts its own just-before-spawn reading to get "since process start".
   * a frame = one App._display call that wrote a screen update to the terminal (`frames`);
   * first_paint = the first frame after which the target is on screen: for the floor app its one Static's text,
     for the desk the name of the queue's first row's customer inside the `#queue` widget's region;
-  * interactive = when the app's event handler receives a key (an unbound F20) sent at first paint, i.e. when the
-    app has worked through everything queued before it and would act on a real keypress;
+  * interactive = when the app's event handler acts on a key (an unbound F20) sent at first paint — it reaches the
+    app's key bindings — i.e. when the app has worked through everything queued before it (and anything it does with
+    input first) and would act on a real keypress;
   * interact mode then sends key sequences (driver.send_message, the path real keys take after parsing) and,
     for each, records the press time and every frame until the app is quiet (see timed_press).
 """
@@ -67,6 +68,7 @@ class Probe:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.t: dict[str, float | None] = {"main": T_MAIN, "first_paint": None, "interactive": None, "ready": None}
+        self.cpu: dict[str, float] = {}  # this process's CPU seconds (all threads) so far: less load-dependent
         self.frames: list[float] = []
         self.memory: dict[str, dict[str, float]] = {}
         self.keys: list[dict] = []
@@ -83,10 +85,11 @@ def probed(base: type, probe: Probe, target: tuple[str, str], after_interactive)
             super()._display(screen, renderable)
             if renderable is None or self._batch_count or not self._running:
                 return
-            now = time.monotonic()
+            now, cpu = time.monotonic(), time.process_time()  # before the check below, which renders the screen again
             probe.frames.append(now)
             if probe.t["first_paint"] is None and text_in_widget(self, *target):
                 probe.t["first_paint"] = now
+                probe.cpu["first_paint"] = cpu
                 probe.memory["first_paint"] = memory()
                 self._driver.send_message(events.Key("f20", None))
 
@@ -94,13 +97,15 @@ def probed(base: type, probe: Probe, target: tuple[str, str], after_interactive)
             probe.t["ready"] = time.monotonic()
             await super()._ready()
 
-        async def on_event(self, event) -> None:  # noqa: ANN001
-            if isinstance(event, events.Key) and event.key == "f20" and probe.t["interactive"] is None:
+        async def _check_bindings(self, key: str, priority: bool = False) -> bool:
+            # where the app's own event handler acts on a key (after anything the app does with input first)
+            if key == "f20" and probe.t["interactive"] is None:
                 probe.t["interactive"] = time.monotonic()
+                probe.cpu["interactive"] = time.process_time()
                 probe.memory["interactive"] = memory()
                 self.call_later(after_interactive, self)
-                return
-            await super().on_event(event)
+                return True
+            return await super()._check_bindings(key, priority)
 
     css = getattr(base, "CSS_PATH", None)  # relative to the module defining the class: keep it pointing there
     if css:

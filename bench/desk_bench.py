@@ -13,8 +13,8 @@ The desk runs in child processes (bench/_deskrun.py) on a pseudo-terminal with T
   * keypress → repaint — one `interact` child presses key sequences with Pilot and records, per key, the frames
     written to the terminal until nothing is left to repaint (a conversation still to open counts); latency =
     press → last of those frames (the screen the agent ends up seeing); p95 per phase (target <= 50 ms). A queue
-    key's repaint is the highlight moving, its first frame; the conversation opens after it (reported as
-    queue_key_to_conversation_p95_ms).
+    key's repaint is the highlight moving, its first frame; the conversation opens after it: press → last frame
+    is queue_key_to_conversation_p95_ms, held to the open target (<= 100 ms) as opening a conversation is.
   * timeline open — `j` from queue row 0 onto row 1, the 10k-interaction customer: press → last frame
     (target <= 100 ms); `enter` opens it again and focuses the timeline.
   * search — in process: agentdesk.store.search.search(cache.db, query, limit=50) over common words, rare words,
@@ -30,6 +30,7 @@ child and of the in-process store/search calls there.
 from __future__ import annotations
 
 import argparse
+import compileall
 import fcntl
 import hashlib
 import json
@@ -58,7 +59,7 @@ TARGET_SEARCH_P95_MS = 20.0
 TARGET_RSS_MB = 250.0
 MEASURED_FILES = (
     "store/cache.py", "store/schema.py", "store/queue.py", "store/timeline.py", "store/search.py",
-    "tui/app.py", "tui/widgets/queue.py", "tui/widgets/timeline.py", "tui/render.py",
+    "tui/app.py", "tui/widgets/lines.py", "tui/widgets/queue.py", "tui/widgets/timeline.py", "tui/render.py",
 )
 
 
@@ -129,8 +130,10 @@ def cold_starts(cache: Path, manifest_path: Path, runs: int, size: tuple[int, in
             sample["first_byte"] = round((stats["first_byte"] - t_spawn) * 1000, 1) if stats["first_byte"] else None
             sample["frames_before_first_paint"] = sum(1 for f in data["frames"] if f <= (data["t"]["first_paint"] or 0))
             sample["rss_mb_first_paint"] = data["memory"].get("first_paint", {}).get("VmRSS")
+            for key in ("first_paint", "interactive"):  # CPU ms since the process began: less load-dependent
+                sample[f"cpu_{key}"] = round(data["cpu"][key] * 1000, 1) if key in data.get("cpu", {}) else None
             samples[kind].append(sample)
-            log(f"cold start {i + 1}/{runs} {kind}: first paint {sample['first_paint']} ms, interactive {sample['interactive']} ms")
+            log(f"cold start {i + 1}/{runs} {kind}: first paint {sample['first_paint']} ms, interactive {sample['interactive']} ms, CPU to first paint {sample['cpu_first_paint']} ms")
 
     def median(kind: str, key: str) -> float | None:
         values = [s[key] for s in samples[kind] if s[key] is not None]
@@ -143,6 +146,8 @@ def cold_starts(cache: Path, manifest_path: Path, runs: int, size: tuple[int, in
     out["first_paint_ratio"] = round(desk_fp / floor_fp, 2) if floor_fp and desk_fp else None
     floor_int, desk_int = out["floor"]["interactive"], out["desk"]["interactive"]
     out["interactive_ratio"] = round(desk_int / floor_int, 2) if floor_int and desk_int else None
+    floor_cpu, desk_cpu = out["floor"]["cpu_first_paint"], out["desk"]["cpu_first_paint"]
+    out["cpu_first_paint_ratio"] = round(desk_cpu / floor_cpu, 2) if floor_cpu and desk_cpu else None
     out["samples"] = samples
     return out
 
@@ -339,6 +344,9 @@ def main() -> None:
     t_start = time.perf_counter()
 
     master_cache, manifest = cached_cache(sizes, rebuild=args.rebuild)
+    # Bytecode as an installed package has it (pip compiles on install): a source edited since its last import
+    # would otherwise be compiled again in every child (PYTHONDONTWRITEBYTECODE), tens of ms of each cold start.
+    compileall.compile_dir(BENCH.parent / "src" / "agentdesk", quiet=1)
     work = Path(tempfile.mkdtemp(prefix="deskbench-"))
     try:
         cache = work / "cache.sqlite3"
@@ -384,6 +392,8 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
     if cold:
         add("first_paint_ratio", cold["first_paint_ratio"], TARGET_FIRST_PAINT_RATIO)
         out["first_paint_ms"] = {"desk": cold["desk"]["first_paint"], "floor": cold["floor"]["first_paint"]}
+        out["first_paint_cpu_ms"] = {"desk": cold["desk"]["cpu_first_paint"], "floor": cold["floor"]["cpu_first_paint"],
+                                     "ratio": cold["cpu_first_paint_ratio"]}  # beside the target: less load-dependent
         out["interactive_ms"] = {"desk": cold["desk"]["interactive"], "floor": cold["floor"]["interactive"],
                                  "ratio": cold["interactive_ratio"]}
     inter = result.get("interact")
@@ -397,10 +407,10 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
 
         # A queue key moves the highlight in the next frame; the conversation under it opens right after that
         # frame (after a held key is let go): the key's repaint is its first frame, and the open that follows
-        # is reported beside it (press -> last frame).
+        # (press -> last frame) is a conversation opening, held to the open target.
         queue_phases = ("queue_move", "queue_page", "queue_deep_move")
         add("queue_key_p95_ms", p95(*queue_phases, frame="press_to_first_frame_ms"), TARGET_KEY_P95_MS)
-        out["queue_key_to_conversation_p95_ms"] = p95(*queue_phases)
+        add("queue_key_to_conversation_p95_ms", p95(*queue_phases), TARGET_TIMELINE_OPEN_MS)
         add("timeline_key_p95_ms", p95("timeline_scroll"), TARGET_KEY_P95_MS)
         opened = phases.get("timeline_open", {}).get("press_to_last_frame_ms", {}).get("max")
         add("timeline_open_10k_ms", opened, TARGET_TIMELINE_OPEN_MS, "no frame after the key")

@@ -183,6 +183,17 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     return int(head[9:12]), body
 
 
+async def _reconnect(spec: dict[str, Any], statuses: Counter[str]) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A new connection after a failed exchange; a refused connect is counted and tried again (a crash here
+    would leave the phase without results)."""
+    while True:
+        try:
+            return await asyncio.open_connection(spec["host"], spec["port"])
+        except OSError as exc:
+            statuses[f"connect {type(exc).__name__}"] += 1
+            await asyncio.sleep(0.05)
+
+
 async def _closed_loop(spec: dict[str, Any], out: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     start_in = max(0.0, spec["start_at"] - time.time())
@@ -205,10 +216,10 @@ async def _closed_loop(spec: dict[str, Any], out: dict[str, Any]) -> None:
                 t0 = time.perf_counter()
                 try:
                     status, body = await asyncio.wait_for(_exchange(reader, writer, request), spec["timeout"])
-                except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
+                except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
                     statuses[type(exc).__name__] += 1
                     writer.close()
-                    reader, writer = await asyncio.open_connection(spec["host"], spec["port"])
+                    reader, writer = await _reconnect(spec, statuses)
                     continue
                 if t_sent >= t_measure and loop.time() <= t_end:
                     lat.append(time.perf_counter() - t0)
@@ -233,7 +244,13 @@ async def _sequential(spec: dict[str, Any], out: dict[str, Any]) -> None:
         for n in range(spec["count"] + 20):
             request = builders[n % len(builders)](mix.next())
             t0 = time.perf_counter()
-            status, _ = await _exchange(reader, writer, request)
+            try:
+                status, _ = await asyncio.wait_for(_exchange(reader, writer, request), spec["timeout"])
+            except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+                out["statuses"][type(exc).__name__] += 1
+                writer.close()
+                reader, writer = await _reconnect(spec, out["statuses"])
+                continue
             if n >= 20:
                 out["lat"].append(time.perf_counter() - t0)
                 out["statuses"][str(status)] += 1
@@ -273,9 +290,10 @@ def run_phase(spec: dict[str, Any], procs: int) -> dict[str, Any]:
         children.append(child)
     merged: dict[str, Any] = {"statuses": Counter(), "lat": [], "created": 0, "samples": [], "wall_s": 0.0, "cpu_s": 0.0}
     for child in children:
-        result = json.loads(child.stdout.read())
-        if child.wait() != 0:
-            raise RuntimeError("a load-generator process failed")
+        output = child.stdout.read()
+        if child.wait() != 0:  # before parsing: a worker that died printed no results (its traceback is on stderr)
+            raise RuntimeError(f"a load-generator process failed (exit status {child.returncode}); see its error above")
+        result = _worker_result(output)
         merged["statuses"].update(result["statuses"])
         merged["lat"] += result["lat"]
         merged["samples"] += result["samples"]
@@ -284,6 +302,14 @@ def run_phase(spec: dict[str, Any], procs: int) -> dict[str, Any]:
         merged["cpu_s"] += result["cpu_s"]
     merged["statuses"] = dict(merged["statuses"])
     return merged
+
+
+def _worker_result(output: str) -> dict[str, Any]:
+    """A worker's results: the last line of its stdout (anything a library printed before it is not JSON)."""
+    lines = [line for line in output.splitlines() if line.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"a load-generator process printed no results: {output[-500:]!r}")
+    return json.loads(lines[-1])
 
 
 # ------------------------------------------------------------------------------------------- phases

@@ -58,4 +58,4 @@ async def test_a_reply_with_cc_and_subject_leaves_the_desk_as_one_email(db_engin
             assert body.startswith("Please stop using it; a new one is on its way.\n\nOn ")
             assert "Lena Park wrote:\n> It sparks when I plug it in.\n" in body
             timeline = app.query_one(Timeline)
-            await wait_until(pilot, lambda: "✓ sent" in "\n".join(strip.text for strip in timeline._lines))
+            await wait_until(pilot, lambda: any("✓ sent" in "".join(segment.text for segment in line) for line in timeline._lines))

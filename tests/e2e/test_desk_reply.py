@@ -18,7 +18,7 @@ async def wait_until(pilot, predicate, timeout: float = 10.0) -> None:
 
 
 def timeline_text(app) -> str:
-    return "\n".join(strip.text for strip in app.query_one(Timeline)._lines)
+    return "\n".join("".join(segment.text for segment in line) for line in app.query_one(Timeline)._lines)
 
 
 async def test_reply_typed_in_the_desk_reaches_the_server_exactly_once(live_server, tmp_path):

@@ -21,9 +21,10 @@ from agentdesk.server.admin import add_agent
 from agentdesk.server.app import create_app
 from agentdesk.server.auth import issue_token
 from agentdesk.server.db import make_engine, session
-from agentdesk.server.events import _POKE, Hub, _Tick
+from agentdesk.server.events import _POKE, Hub, StreamResponse, _Tick
 from agentdesk.server.models import Agent, Change
 from agentdesk.server.run import bind
+from conftest import PromptServer
 
 WAIT = 5.0  # a live event must arrive within this many seconds (live: ~0.1 s; the safety poll is 60 s; CI may be busy)
 
@@ -118,7 +119,7 @@ async def stream(url: str, token: str | None, **kw: Any) -> AsyncIterator[Events
 def serve(engine: sa.Engine, hub: Hub | None = None) -> tuple[str, uvicorn.Server, threading.Thread]:
     """Another server on the same database (conftest.start_server, with the hub's options)."""
     sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, hub=hub), log_level="warning"))
+    server = PromptServer(uvicorn.Config(create_app(engine, hub=hub), log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -322,6 +323,32 @@ async def test_heartbeat_comments_keep_the_stream_alive(live_server, quick_serve
             await asyncio.wait_for(read(), timeout=WAIT)
     assert lines[-1] == ": ping"
     assert "event: poke" in lines
+
+
+async def test_a_stream_whose_client_stopped_reading_is_ended_after_the_send_timeout(db_engine):
+    hub = Hub(db_engine, heartbeat=0.05, send_timeout=0.3)
+    await hub.start()
+    try:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+            if message.get("more_body"):  # as uvicorn's send waits while the client's socket is full
+                await asyncio.Event().wait()
+
+        async def receive() -> dict:
+            await asyncio.Event().wait()  # the client never goes either
+            return {}
+
+        response = StreamResponse(hub, "a" * 32, ["t"], None)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError, match="read nothing"):  # not wait_for's own
+            await asyncio.wait_for(response({"type": "http", "method": "GET"}, receive, send), WAIT)
+        assert time.monotonic() - started >= hub.send_timeout
+        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]  # stuck in the first
+        assert hub.subscriber_count == 0
+    finally:
+        await hub.stop()
 
 
 async def test_an_agent_goes_offline_when_their_last_stream_closes_after_the_grace(live_server, quick_server):
@@ -555,13 +582,13 @@ async def test_a_slow_subscriber_gets_coalesced_pokes_and_a_fresh_snapshot_inste
     quick = hub.subscribe("b" * 32, ["t"], sent_seq=0)
     for seq in range(1, 50):  # many ticks while the slow stream reads nothing
         hub._apply(_Tick(seq=seq, signals=[]))
-    assert list(slow.queue._queue) == [_POKE] and slow.queue.qsize() == 1  # type: ignore[attr-defined]
+    assert slow.queue.items == [_POKE]
     presence = {"status": "away", "viewing": None, "team_id": None}
     signals = [(n, "presence", "c" * 32, None, presence) for n in range(1, 6)]
     hub._apply(_Tick(seq=49, signals=signals))
     assert slow.lagged and slow.queue.full()  # never blocked, marked to resync
-    quick.queue.get_nowait()
-    assert quick.queue.qsize() == 2 and quick.lagged  # bounded for everyone
+    quick.queue.items.pop(0)
+    assert len(quick.queue.items) == 2 and quick.lagged  # bounded for everyone
     assert hub.signal_seq == 5
 
 
@@ -572,8 +599,8 @@ async def test_out_of_order_signal_seqs_are_fetched_again(db_engine):
     hub._apply(_Tick(seq=0, signals=[(1, "typing", "b" * 32, "x", typing), (3, "typing", "b" * 32, "z", typing)]))
     assert sorted(hub._gaps) == [2]  # 2 committed later (PostgreSQL sequences)
     hub._apply(_Tick(seq=0, signals=[(2, "typing", "b" * 32, "y", typing), (3, "typing", "b" * 32, "z", typing)]))
-    got = [json.loads(sub.queue.get_nowait().decode().split("data: ")[1])["conversation_id"] for _ in range(3)]
-    assert got == ["x", "z", "y"] and sub.queue.empty() and not hub._gaps
+    got = [json.loads(item.decode().split("data: ")[1])["conversation_id"] for item in await sub.queue.take()]
+    assert got == ["x", "z", "y"] and not sub.queue.items and not hub._gaps
 
 
 def test_old_signals_are_pruned_but_each_agents_latest_presence_and_the_newest_row_stay(live_server):

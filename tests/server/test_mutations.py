@@ -593,6 +593,35 @@ def test_a_push_failing_in_the_database_is_undone_whole_and_the_pushes_around_it
     assert get(live_server, Mutation, pushes[1].mutations[0].id) is None
 
 
+def test_a_batch_that_applies_at_once_is_stored_without_savepoints_and_answers_a_repeat(live_server):
+    """The usual batch (every mutation applies, or repeats an id) takes the plain path: no SAVEPOINT
+    statement at all; a repeat of an id stored earlier in the same transaction is answered as a duplicate."""
+    from agentdesk.server.models import Agent
+
+    world = live_server.world
+    cid = world.conversations["maria-email"]
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    with session(live_server.engine) as db:
+        alice = db.get(Agent, world.agents[ALICE])
+        teams = [world.teams["Billing"]]
+        first = mutations.MutationIn(**mutation("note", conversation_id=cid, interaction_id=new_id(), channel="email", text="one"))
+        second = mutations.MutationIn(**mutation("note", conversation_id=cid, interaction_id=new_id(), channel="email", text="two"))
+        pushes = [mutations.Push(alice, teams, [first]), mutations.Push(alice, teams, [second, first])]
+        sa.event.listen(live_server.engine, "before_cursor_execute", seen)
+        try:
+            outcomes = mutations.store_pushes(db, pushes)
+        finally:
+            sa.event.remove(live_server.engine, "before_cursor_execute", seen)
+    assert [[r.status for r in outcome] for outcome in outcomes] == [["applied"], ["applied", "duplicate"]]
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+    assert get(live_server, Interaction, first.args["interaction_id"]).text == "one"
+    assert conversation(live_server).version == 3
+
+
 def test_concurrent_pushes_each_get_their_own_results(live_server):
     """Many desks pushing at once: each push's results are its own, every applied note is stored once."""
     cid = live_server.world.conversations["maria-email"]

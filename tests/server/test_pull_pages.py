@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import uuid
 
@@ -11,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from agentdesk.server.pull_pages import SharedPages
+from agentdesk.server.pull_pages import _WATCHERS, SharedPages
 
 
 class Hub:
@@ -54,6 +55,22 @@ async def test_a_commit_or_a_newer_seq_makes_the_page_stale():
     assert pages.commit_count != before
     assert await pages.get("k", compute) == "after session commit"
     stop()
+
+
+def test_watchers_that_stopped_or_are_gone_are_no_longer_told():
+    engine = sa.create_engine("sqlite://")
+    stopped, dropped, kept = SharedPages(Hub()), SharedPages(Hub()), SharedPages(Hub())
+    stop = stopped.watch(engine)
+    dropped.watch(engine)
+    kept.watch(engine)
+    stop()
+    del dropped
+    gc.collect()
+    with Session(engine) as session:
+        session.execute(sa.text("select 1"))
+        session.commit()
+    assert stopped.commit_count == 0 and kept.commit_count > 0
+    assert list(_WATCHERS[engine]) == [kept]  # the app that is gone left nothing behind
 
 
 async def test_expired_pages_are_let_go(monkeypatch):

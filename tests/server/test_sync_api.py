@@ -58,6 +58,24 @@ def test_bootstrap_pages_only_what_the_agent_may_see(live_server):
     assert len(ids) == len(rows) == 2
 
 
+
+def test_bootstrap_pages_carry_the_columns_asked_for_and_their_key(live_server):
+    """A cache asks for the columns it keeps: the page carries those the table has (and the page key's, asked
+    or not), in the table's order, and still pages on; without `columns`, every column."""
+    with client(live_server) as http:
+        full = http.get("/api/v1/sync/bootstrap", params={"entity": "interactions"}).json()
+        rows, after = [], ""
+        while after is not None:
+            params = {"entity": "interactions", "after": after, "limit": 1, "columns": "text,no_such_column,id"}
+            page = http.get("/api/v1/sync/bootstrap", params=params).json()
+            assert page["columns"] == ["id", "conversation_id", "text"]
+            rows += page["rows"]
+            after = page["next_after"]
+    assert "external_id" in full["columns"]
+    keep = [full["columns"].index(name) for name in ("id", "conversation_id", "text")]
+    assert rows == [[row[i] for i in keep] for row in full["rows"]]
+
+
 def test_bootstrap_pages_interactions_by_conversation_each_once(live_server):
     """Interactions page in (conversation, id) order with a compound `next_after`: one-row pages cross from one
     conversation to the next without skipping or repeating a row, and show only the agent's teams'."""
@@ -117,6 +135,42 @@ def test_push_refuses_unknown_fields_and_bad_cursors(live_server):
         cursor = http.get("/api/v1/sync/pull", params={"cursor": "garbage!"})
     assert bad.status_code == 422
     assert cursor.status_code == 400
+
+
+def test_a_cached_token_pushes_by_the_fast_path_and_every_refusal_reads_as_before(live_server, monkeypatch):
+    """Once the caller is cached, a well-formed push is stored by routes/sync.PushFastPath without FastAPI's
+    route; a body the route must refuse still reaches it (FastAPI's 422), and an oversized one gets the 413."""
+    from agentdesk.server import deps
+    from agentdesk.server.routes import sync as route
+
+    monkeypatch.setattr(deps, "TOKEN_CACHE_SECONDS", 3600.0)  # cached throughout, however slow this machine
+    fast_path: list[object] = []  # a request the fast path began to read
+    read_body = route._read_body
+
+    async def recording(receive):  # noqa: ANN001, ANN202 - the fast path's body reader
+        fast_path.append(receive)
+        return await read_body(receive)
+
+    monkeypatch.setattr(route, "_read_body", recording)
+    mutation = reply(live_server.world.conversations["maria-email"], "Fast and once.")
+    with client(live_server) as http:
+        assert http.get("/api/v1/me").status_code == 200  # loads the caller into the token cache
+        first = http.post("/api/v1/sync/push", json={"mutations": [mutation]})
+        again = http.post("/api/v1/sync/push", json={"mutations": [mutation]})
+        assert len(fast_path) == 2
+        extra = http.post("/api/v1/sync/push", json={"mutations": [], "role": "admin"})
+        big = json.dumps({"mutations": [{**mutation, "args": {**mutation["args"], "text": "x" * 1_100_000}}]}).encode()
+        too_large = http.post("/api/v1/sync/push", content=iter([big[:500_000], big[500_000:]]),
+                              headers={"Content-Type": "application/json"})
+    assert first.status_code == 200 and first.json() == {"results": [{"id": mutation["id"], "status": "applied", "reason": None}]}
+    assert again.json()["results"][0]["status"] == "duplicate"
+    assert len(live_server.interactions("Fast and once.")) == 1
+    assert extra.status_code == 422 and extra.json()["detail"][0]["loc"] == ["body", "role"]
+    assert too_large.status_code == 413 and too_large.json()["detail"].startswith("Request body too large")
+    assert len(fast_path) == 4  # all read here; the 422's body handed on to the route, which worded it
+    with httpx.Client(base_url=live_server.url, headers={"Authorization": "Bearer adk_not-a-token"}) as stranger:
+        assert stranger.post("/api/v1/sync/push", json={"mutations": [mutation]}).status_code == 401
+    assert len(fast_path) == 4  # an unknown token never takes the fast path
 
 
 def test_a_rejected_mutation_sent_again_stays_rejected_with_its_reason(live_server):

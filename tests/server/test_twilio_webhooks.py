@@ -178,6 +178,46 @@ def test_without_an_auth_token_every_webhook_is_refused(db_engine):
     assert response.status_code == 403 and "auth_token" in response.json()["detail"]
 
 
+def test_the_messaging_fast_path_answers_as_the_route_does(twilio):
+    """POST /messaging is served by its fast path (routes/inbound.InboundFastPath), not FastAPI's routing; with
+    the fast path taken away the route answers: the same status, type and body for each kind of request."""
+    fast = twilio.app.state.fast_paths[MESSAGING]
+    served = []
+
+    async def counting(scope, receive, send):
+        served.append(scope["path"])
+        await fast(scope, receive, send)
+
+    def requests():
+        repeated = sms(body="Twice")
+        return [
+            lambda: twilio.post(MESSAGING, sms(body="Parcel 1182, call me on +44 7700 900123")),
+            lambda: twilio.post(MESSAGING, repeated),
+            lambda: twilio.post(MESSAGING, repeated),
+            lambda: twilio.post(MESSAGING + "?x=1", sms()),
+            lambda: twilio.http.post(twilio.url + MESSAGING, data=sms()),
+            lambda: twilio.post(MESSAGING, sms(), token="not-our-token"),
+            lambda: twilio.post(MESSAGING, {**sms(), "From": ""}),
+            lambda: twilio.post(MESSAGING, {**sms(), "Body": "x" * 10_001}),
+            lambda: twilio.post(MESSAGING, {**sms(), "From": "+1 555"}),
+            lambda: twilio.http.post(twilio.url + MESSAGING, json=sms(), headers={"X-Twilio-Signature": "x"}),
+            lambda: twilio.http.post(twilio.url + MESSAGING, content=b"Body=%FF", headers={
+                "Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"}),
+        ]
+
+    def answers():
+        return [(r.status_code, r.headers["content-type"], r.content) for r in (send() for send in requests())]
+
+    twilio.app.state.fast_paths[MESSAGING] = counting
+    by_fast_path = answers()
+    assert len(served) == len(by_fast_path)
+    twilio.app.state.fast_paths.clear()
+    by_route = answers()
+    assert len(served) == len(by_fast_path)
+    assert by_fast_path == by_route
+    assert [status for status, _, _ in by_route] == [200, 200, 200, 200, 403, 403, 422, 422, 422, 415, 400]
+
+
 def test_the_webhooks_are_absent_when_the_channel_is_off(live_server):
     assert httpx.post(live_server.url + MESSAGING, data=sms()).status_code == 404
 

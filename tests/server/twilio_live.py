@@ -21,7 +21,7 @@ from agentdesk.config import Settings
 from agentdesk.server.app import create_app
 from agentdesk.server.db import session
 from agentdesk.server.run import bind
-from conftest import World, build_world
+from conftest import PromptServer, World, build_world
 
 ACCOUNT_SID = "AC" + "5" * 32
 AUTH_TOKEN = "f3a1c9e7-test-auth-token"
@@ -35,6 +35,7 @@ class TwilioServer:
     engine: sa.Engine
     world: World
     http: httpx.Client  # one client: a new one per request costs ~50 ms of TLS setup, even for plain HTTP
+    app: Any = None  # the FastAPI app served
 
     def post(self, path: str, params: dict[str, str], *, signed_url: str | None = None, token: str = AUTH_TOKEN,
              signature: str | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -73,7 +74,8 @@ def twilio_server(engine: sa.Engine, **twilio: Any) -> Iterator[TwilioServer]:
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     config = {"enabled": True, "auth_token": AUTH_TOKEN, **twilio}
     settings = Settings(server={"public_url": url}, channels={"twilio": config})
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, settings=settings), log_level="warning"))
+    app = create_app(engine, settings=settings)
+    server = PromptServer(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -82,7 +84,7 @@ def twilio_server(engine: sa.Engine, **twilio: Any) -> Iterator[TwilioServer]:
         time.sleep(0.02)
     try:
         with httpx.Client(timeout=10) as http:
-            yield TwilioServer(url, engine, world, http)
+            yield TwilioServer(url, engine, world, http, app)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

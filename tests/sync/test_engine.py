@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from contextlib import closing
@@ -152,21 +153,32 @@ def test_a_customer_leaves_the_cache_with_their_last_conversation_of_the_agents_
 
 
 class EndlessPages:
-    """A bootstrap that never ends (or, with `fail_after`, fails after that many pages)."""
+    """A bootstrap that never ends (or, with `fail_after`, fails after that many pages); with `hold`, requests
+    after the first wait for it. Notes the threads that fetch and decode."""
 
-    def __init__(self, fail_after: int | None = None) -> None:
+    def __init__(self, fail_after: int | None = None, hold: threading.Event | None = None) -> None:
         self.fail_after = fail_after
+        self.hold = hold
         self.requests = 0
+        self.fetched_in: set[str] = set()
+        self.decoded_in: set[str] = set()
 
-    def bootstrap_page(self, entity, after, limit):  # noqa: ANN001, ANN201
+    def bootstrap_page(self, entity, after, limit, columns):  # noqa: ANN001, ANN201
         self.requests += 1
+        self.fetched_in.add(threading.current_thread().name)
+        if self.hold is not None and self.requests > 1:
+            self.hold.wait()
         if self.fail_after is not None and len(after) >= self.fail_after:
             raise ServerUnavailable("gone mid-bootstrap")
-        return {"cursor": "1", "columns": ["id"], "rows": [[after + "x"]], "next_after": after + "x"}
+        return json.dumps({"cursor": "1", "columns": ["id"], "rows": [[after + "x"]], "next_after": after + "x"}).encode()
+
+    def decode(self, body: bytes) -> dict:
+        self.decoded_in.add(threading.current_thread().name)
+        return json.loads(body)
 
 
 def bootstrap_fetchers() -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name == "agentdesk-bootstrap"]
+    return [thread for thread in threading.enumerate() if thread.name == "agentdesk-fetch"]
 
 
 def wait_until(condition, what: str) -> None:  # noqa: ANN001
@@ -177,19 +189,35 @@ def wait_until(condition, what: str) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("taken", [0, 1, 3])
-def test_a_bootstrap_that_stops_leaves_no_page_fetcher_waiting(tmp_path, taken):
-    """The fetcher runs ahead in a daemon thread; when the writer stops taking pages (a failed write, say) it
-    ends rather than waiting forever to hand over the next one."""
+def test_the_bootstrap_fetches_one_page_ahead_and_decodes_in_the_writing_thread(tmp_path, taken):
+    """While a page is written the next one is fetched, in another thread; it is decoded in the writing thread
+    (decoding in the fetcher had the two threads trade the GIL row by row with executemany)."""
     client = EndlessPages()
     engine = SyncEngine(tmp_path / "cache.sqlite3", client)  # type: ignore[arg-type]
     with closing(engine._bootstrap_pages([("teams", "")])) as pages:
         for _ in zip(range(taken + 1), pages, strict=False):
             pass
-        # taken + 1 pages written, one waiting, one more fetched: the fetcher waits to hand it over
-        wait_until(lambda: client.requests >= taken + 3, "the fetcher did not run ahead")
-        fetchers = bootstrap_fetchers()
-        assert fetchers and all(thread.daemon for thread in fetchers)  # quitting does not wait for it
-    wait_until(lambda: not bootstrap_fetchers(), "a fetcher was left waiting")
+        wait_until(lambda: client.requests == taken + 2, "the next page was not requested")
+        time.sleep(0.05)
+        assert client.requests == taken + 2  # one ahead, no more
+    assert client.decoded_in == {threading.current_thread().name}
+    assert client.fetched_in == {"agentdesk-fetch"}
+
+
+def test_a_bootstrap_that_stops_does_not_wait_for_the_page_in_flight(tmp_path):
+    """The fetcher is a daemon thread (quitting does not wait for its request), and a bootstrap that stops (a
+    failed write, say) returns at once; the request's thread ends when its answer comes."""
+    hold = threading.Event()
+    client = EndlessPages(hold=hold)
+    engine = SyncEngine(tmp_path / "cache.sqlite3", client)  # type: ignore[arg-type]
+    pages = engine._bootstrap_pages([("teams", "")])
+    next(pages)
+    wait_until(lambda: client.requests == 2, "the next page was not requested")
+    fetchers = bootstrap_fetchers()
+    assert fetchers and all(thread.daemon for thread in fetchers)
+    pages.close()  # with the second request still in flight
+    hold.set()
+    wait_until(lambda: not bootstrap_fetchers(), "a fetcher was left behind")
 
 
 def test_a_failed_page_request_is_raised_to_the_bootstrap(tmp_path):

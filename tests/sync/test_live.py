@@ -25,12 +25,13 @@ from agentdesk.server.app import create_app
 from agentdesk.server.auth import issue_integration_token, issue_token
 from agentdesk.server.db import session
 from agentdesk.server.events import Hub
+from agentdesk.server.models import Interaction
 from agentdesk.server.run import bind
 from agentdesk.store.cache import Cache
 from agentdesk.sync.client import SyncClient
 from agentdesk.sync.engine import SyncEngine
 from agentdesk.sync.live import backoff
-from conftest import World, build_world
+from conftest import PromptServer, World, build_world
 
 ARRIVES = 5.0  # seconds: how long a live change may take (the poll would take 30 s or more)
 
@@ -49,9 +50,9 @@ class SwitchableHub(Hub):
         self.resumes: list[int | None] = []  # per stream: the seq the client resumed from
         await super().start()
 
-    def stream(self, agent_id, teams, resume, page=None, token_hash=None):  # noqa: ANN001, ANN201
+    def open_stream(self, agent_id, teams, resume, page=None, token_hash=None):  # noqa: ANN001, ANN201
         self.resumes.append(resume)
-        return super().stream(agent_id, teams, resume, None if self.plain_pokes else page, token_hash)
+        return super().open_stream(agent_id, teams, resume, None if self.plain_pokes else page, token_hash)
 
     @property
     def running(self) -> bool:
@@ -88,7 +89,7 @@ def serve(engine: sa.Engine, port: int = 0, hub: Hub | None = None) -> Served:
     """conftest.start_uvicorn, but on a chosen port (a restart reuses the first one's)."""
     app = create_app(engine, hub=hub)
     sock = bind("127.0.0.1", port)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server = PromptServer(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 10, "the server did not start")
@@ -207,6 +208,28 @@ def test_a_caught_up_desk_applies_the_page_the_poke_carries_without_pulling(serv
         interaction = post_inbound(served.url, crm_token, text)
         wait_for(lambda: in_cache(engine, interaction), ARRIVES, "the inbound message never reached the cache")
     assert pulls == []  # the pokes brought the changes
+
+
+def test_the_desks_own_note_is_pushed_and_its_answer_comes_on_the_stream_without_a_pull(served, world, db_engine, tmp_path,
+                                                                                          running):
+    engine = desk_engine(served.url, world, tmp_path)
+    running.append(engine)
+    engine.start()
+    wait_for(lambda: settled(engine), 10, "the engine never went live")
+    pulls = count_pulls(engine)
+    cache = Cache(engine.cache_path)
+    try:
+        before = cache.state("cursor")
+        cache.queue_interaction(cache.identity(), world.conversations["maria-sms"], "sms", "Checked: refunded", note=True)
+        engine.wake(pull=False)  # what the desk does after a local action
+        wait_for(lambda: cache.outbox_count() == 0 and cache.state("cursor") != before, ARRIVES,
+                 "the note was not pushed, or its change never came back")
+    finally:
+        cache.close()
+    assert pulls == []  # the push's own page poke brought the server's answer
+    with session(db_engine) as db:
+        notes = db.scalars(sa.select(Interaction.id).where(Interaction.text == "Checked: refunded")).all()
+    assert len(notes) == 1
 
 
 def test_with_plain_pokes_the_desk_pulls_as_before(served, world, crm_token, tmp_path, running):

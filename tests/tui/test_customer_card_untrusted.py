@@ -104,7 +104,8 @@ async def test_hostile_customer_fields_render_literally_on_the_card(tmp_path, pa
         assert f"{visible}  {visible}" in text  # the suggestion: the other customer's name, then the reason
         assert any("Last CSAT" in line and "—" in line for line in lines)  # no valid score among the metas
         assert visible in app.screen.query_one("#notes").text  # notes, cleaned before they reach the editor
-        await click_across(pilot, app)
+        if "@click" in payload:  # only markup that names an action could fire (~4 s of clicking per payload)
+            await click_across(pilot, app)
         assert isinstance(app.screen, CustomerScreen)
         await pilot.press("m")  # the suggestion is highlighted: the confirmation names both customers
         assert isinstance(app.screen, PickModal)

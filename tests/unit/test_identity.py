@@ -3,7 +3,9 @@ import pytest
 from agentdesk.domain.identity import (
     CHANNEL_IDENTITY,
     IDENTITY_KINDS,
+    MIN_PHONE_DIGITS,
     AddressError,
+    _phones_in_text,
     contacts_in_text,
     normalize_address,
     normalize_chat,
@@ -255,6 +257,36 @@ def test_contacts_in_a_pre_chat_form():
 def test_us_pre_chat_form():
     form = "name=Sam Lee\nemail=SAM.LEE@example.com\nphone=(415) 555-0100\ntopic=billing, account 55501234"
     assert contacts_in_text(form) == [("email", "sam.lee@example.com"), ("phone", "+14155550100")]
+
+
+def test_the_shortest_numbers_are_found():
+    """4 digits: +49 12 (German, local-only length) and Niue's national numbers; MIN_PHONE_DIGITS may not exceed them."""
+    assert MIN_PHONE_DIGITS <= 4
+    assert contacts_in_text("call +49 12") == [("phone", "+4912")]
+    assert contacts_in_text("call 4002", "NU") == [("phone", "+6834002")]
+
+
+def test_no_region_has_a_number_of_fewer_digits_than_the_scan_needs():
+    """contacts_in_text skips phonenumbers' matcher for texts with fewer than MIN_PHONE_DIGITS digits: lossless
+    only while no number the matcher keeps is shorter. By the metadata (national and +country-code spellings),
+    and by trying every shorter digit string where numbers are shortest or parsing rewrites them (SM adds digits)."""
+    from itertools import product
+
+    from phonenumbers import PhoneMetadata
+    from phonenumbers.phonenumberutil import COUNTRY_CODES_FOR_NON_GEO_REGIONS, SUPPORTED_REGIONS
+
+    metadata = [PhoneMetadata.metadata_for_region(r) for r in SUPPORTED_REGIONS]
+    metadata += [PhoneMetadata.metadata_for_nongeo_region(cc) for cc in COUNTRY_CODES_FOR_NON_GEO_REGIONS]
+    for md in metadata:
+        lengths = [n for n in md.general_desc.possible_length if n > 0]
+        local = [n for n in md.general_desc.possible_length_local_only or () if n > 0]
+        assert min(lengths) >= MIN_PHONE_DIGITS, md.id
+        assert len(str(md.country_code)) + min(lengths + local) >= MIN_PHONE_DIGITS, md.id
+    short = ["".join(p) for n in range(1, MIN_PHONE_DIGITS) for p in product("0123456789", repeat=n)]
+    for region in ("US", "DE", "AT", "NU", "SH", "SM", "AR"):
+        for digits in short:
+            for text in (digits, f"+{digits}", f"(+{digits[:1]}) {digits[1:]}"):
+                assert _phones_in_text(text, region) == [], (region, text)
 
 
 def test_nothing_to_find():

@@ -162,7 +162,7 @@ class SyncConfig(_Section):
     """``[sync]``: how the desk talks to the server."""
 
     poll_interval: PositiveFloat = 5.0
-    page_size: Annotated[int, _reject_bool("an integer"), Field(ge=1, le=10_000)] = 1000
+    page_size: Annotated[int, _reject_bool("an integer"), Field(ge=1, le=10_000)] = 5000  # sync/engine.py PULL_PAGE
     request_timeout: PositiveFloat = 10.0
 
 

@@ -7,6 +7,7 @@ messages and calls from one number reach one customer and one timeline.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from email.utils import getaddresses, parseaddr
@@ -39,6 +40,11 @@ _PHONE_PREFIX = re.compile(r"^\s*(?:whatsapp|tel|sms):", re.IGNORECASE)
 _MAILTO = re.compile(r"^\s*mailto:", re.IGNORECASE)
 # Deliberately loose: candidates only; `normalize_email` decides.
 _EMAIL_IN_TEXT = re.compile(r"[\w.%+'-]+@[\w-]+(?:\.[\w-]+)+")
+# A phone number a merge suggestion keeps has at least 4 digits (the shortest numbers of any region, e.g.
+# Niue's, and "+49 12", are 4; tests/unit/test_identity.py checks every region): a text with fewer digits
+# has none, and phonenumbers' matcher (the costly part of the scan) is not run on it.
+MIN_PHONE_DIGITS = 4
+_ENOUGH_DIGITS_FOR_A_PHONE = re.compile(r"\d(?:\D*\d){%d}" % (MIN_PHONE_DIGITS - 1))
 _DOMAIN_LABEL = re.compile(r"^[^\W_](?:[\w-]*[^\W_])?$")
 
 _PARSE_REASONS = {
@@ -168,19 +174,33 @@ def _phones_in_text(text: str, default_region: str) -> list[tuple[int, int, str]
     return found
 
 
+def _email_or_none(candidate: str) -> str | None:
+    try:
+        return normalize_email(candidate)
+    except AddressError:
+        return None
+
+
+# Remembered: a customer's signature names the same addresses in every message. Only candidates of an
+# address's length are kept, so a hostile text cannot fill the cache with huge strings.
+_remembered_email_or_none = functools.lru_cache(maxsize=4096)(_email_or_none)
+
+
 def contacts_in_text(text: str, default_region: str = "US") -> list[tuple[str, str]]:
     """(kind, address) pairs for the phone numbers and email addresses in free text, for merge suggestions.
 
     Normalised, de-duplicated, in order of appearance. Digits inside an email address are not a phone.
     """
+    text = text or ""
     emails: list[tuple[int, int, str]] = []
-    for match in _EMAIL_IN_TEXT.finditer(text or ""):
-        try:
-            emails.append((match.start(), match.end(), normalize_email(match.group())))
-        except AddressError:
-            continue
+    for match in _EMAIL_IN_TEXT.finditer(text) if "@" in text else ():
+        candidate = match.group()
+        address = (_remembered_email_or_none if len(candidate) <= EMAIL_MAX_LEN else _email_or_none)(candidate)
+        if address is not None:
+            emails.append((match.start(), match.end(), address))
     hits = [(start, "email", address) for start, _end, address in emails]
-    for start, end, address in _phones_in_text(text or "", default_region):
+    phones = _phones_in_text(text, default_region) if _ENOUGH_DIGITS_FOR_A_PHONE.search(text) else []
+    for start, end, address in phones:
         if not any(start < e_end and e_start < end for e_start, e_end, _ in emails):
             hits.append((start, "phone", address))
     seen: set[tuple[str, str]] = set()

@@ -65,8 +65,11 @@ def create_app(engine: sa.Engine, *, hub: Hub | None = None, settings: Settings 
     app.include_router(sync.router)
     app.include_router(admin_routes.router)
     app.include_router(records.router)
-    for router in channels.routers(config):
+    channel_routers = channels.routers(config)
+    for router in channel_routers:
         app.include_router(router)
+    # Webhooks a channel serves without FastAPI's routing (issue 6), by routes/inbound.InboundFastPath.
+    app.state.fast_paths = {path: answer for router in channel_routers for path, answer in getattr(router, "fast_paths", {}).items()}
     _configure(app, engine, settings)
     return app
 
@@ -76,6 +79,7 @@ def _configure(app: FastAPI, engine: sa.Engine, settings: Settings | None) -> No
     from agentdesk.config import ServerConfig
     from agentdesk.server.limits import BodyLimit, RateLimit
     from agentdesk.server.routes.inbound import InboundFastPath
+    from agentdesk.server.routes.sync import PushFastPath
 
     if settings is not None:
         from agentdesk.server.db import session as open_session
@@ -86,6 +90,7 @@ def _configure(app: FastAPI, engine: sa.Engine, settings: Settings | None) -> No
     server = settings.server if settings is not None else ServerConfig()
     app.state.settings = settings
     app.add_middleware(InboundFastPath)  # innermost: inside the limits (issue 6: the busiest request)
+    app.add_middleware(PushFastPath)  # also inside the limits (issue 3: a push for every desk action)
     app.add_middleware(BodyLimit, max_bytes=server.max_body_bytes)
     app.add_middleware(RateLimit, rate=server.rate_limit_per_second, burst=server.rate_limit_burst)  # outermost: cheapest refusal first
 

@@ -31,6 +31,7 @@ from agentdesk.server.models import (
     Customer,
     Identity,
     Interaction,
+    MergeSuggestion,
     UTCDateTime,
 )
 from agentdesk.server.wire import ENTITIES, ENTITY_OF, columns, wire_value
@@ -135,11 +136,18 @@ def record_delete(session: Session, entity: str, entity_id: str, *, team_id: str
     })
 
 
+def suggestions_of(customer_id: str) -> sa.ColumnElement[bool]:
+    """A filter: the merge suggestions pairing this customer with another (either side)."""
+    return sa.or_(MergeSuggestion.customer_id == customer_id, MergeSuggestion.other_id == customer_id)  # type: ignore[arg-type]
+
+
 def record_customer(session: Session, customer_id: str) -> None:
-    """Re-announce a customer and their identities, e.g. to a team that just got their first conversation.
+    """Re-announce a customer, their identities and merge suggestions, e.g. to a team that just got their
+    first conversation.
 
     Pull filters by who may see a customer *now*, but a team that gains a customer later has its cursor
-    past the customer's old changes, so they are recorded again.
+    past the customer's old changes, so they are recorded again. A suggestion reaches the teams that see
+    both of its customers (pull's scope rule): seeing this one may be what they lacked.
     """
     customer = session.get(Customer, customer_id)
     if customer is None:
@@ -147,6 +155,22 @@ def record_customer(session: Session, customer_id: str) -> None:
     record_upsert(session, customer)
     for identity in session.exec(select(Identity).where(Identity.customer_id == customer_id)):
         record_upsert(session, identity)
+    for suggestion in session.exec(select(MergeSuggestion).where(suggestions_of(customer_id)).order_by(MergeSuggestion.id)):
+        record_upsert(session, suggestion)
+
+
+def record_customer_left(session: Session, customer_id: str, team_ids: set[str]) -> None:
+    """Teams that lost sight of a customer (no conversation of theirs left there) drop them, their
+    identities, and the merge suggestions naming them (a suggestion needs both customers in view)."""
+    if not team_ids:
+        return
+    identity_ids = list(session.exec(select(Identity.id).where(Identity.customer_id == customer_id)))
+    suggestion_ids = list(session.exec(select(MergeSuggestion.id).where(suggestions_of(customer_id))))
+    for team_id in sorted(team_ids):
+        record_delete(session, "customers", customer_id, team_id=team_id)
+        for entity, ids in (("identities", identity_ids), ("merge_suggestions", suggestion_ids)):
+            for entity_id in ids:
+                record_delete(session, entity, entity_id, team_id=team_id)
 
 
 def record_conversation_moved(session: Session, conversation: Mapping[str, Any], old_team_id: str) -> None:

@@ -77,6 +77,11 @@ def cached_integration(engine: sa.Engine, token: str) -> ApiToken | None:
     return peek(engine, _token_key("integration", token))
 
 
+def cached_caller(engine: sa.Engine, token: str) -> Caller | None:
+    """The agent caller behind `token` if this process holds it in the token cache (no query, no thread hop)."""
+    return peek(engine, _token_key("agent", token))
+
+
 def _token_key(kind: str, token: str) -> tuple[str, str]:
     return (f"{kind} token", hash_token(token))
 

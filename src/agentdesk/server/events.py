@@ -3,7 +3,7 @@
 Several server processes may share one database, so nothing here relies on in-process calls to fan out:
 one background task per process polls the database every `poll_interval` for `max(change.seq)` and for
 new `Signal` rows (one query pair per tick, however many subscribers), and hands what it found to every
-subscriber's bounded asyncio.Queue with `put_nowait`, so a slow stream never holds up the others. A commit
+subscriber's bounded Mailbox with `put_nowait`, so a slow stream never holds up the others. A commit
 made by this process wakes the poll at once while anyone listens, so only other processes' commits wait for
 the interval; but a tick that hands something out is never sooner than `min_gap` after the previous one
 that did, so a burst of commits costs the streams no more rounds than the plain poll would.
@@ -25,7 +25,10 @@ that did, so a burst of commits costs the streams no more rounds than the plain 
   stream whose token was revoked, whose agent was disabled or whose teams changed is ended: the desk
   reconnects, to a 401 or with its new teams. So a change committed after this process revoked access is
   never paged to that stream, and a revocation made by another process holds within `access_check`
-  seconds, as it does for a pull (server/deps.py caches a caller that long).
+  seconds, as it does for a pull (server/deps.py caches a caller that long);
+- every `heartbeat` the poll queues a `: ping` comment to every stream, and ends a stream whose send has
+  waited more than `send_timeout` on a client that stopped reading (StreamResponse, the SSE response, is
+  a lean ASGI send loop: the fan-out of one poke to 1,000 streams is bound by one socket write each).
 
 Signal seqs can commit out of order on PostgreSQL (a sequence value is taken before commit), so the
 poller remembers the holes below the newest seq it has seen and asks for them again for `gap_wait`
@@ -33,9 +36,8 @@ seconds. Signals older than `signal_ttl` are pruned, except each agent's latest 
 what the agent is viewing) and the newest row (so SQLite never hands out a seq again).
 
 uvicorn tells an app nothing when it starts to shut down while responses are open (the lifespan
-shutdown comes after connections close), and sse-starlette only learns of it from signal handlers,
-which uvicorn installs in the main thread only. So the hub also watches the serving uvicorn.Server's
-`should_exit` and ends every stream when it is set.
+shutdown comes after connections close), and its signal handlers are installed in the main thread only.
+So the hub watches the serving uvicorn.Server's `should_exit` and ends every stream when it is set.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -54,6 +57,7 @@ import anyio
 import anyio.to_thread
 import sqlalchemy as sa
 from sqlmodel import Session, select
+from starlette.responses import Response
 
 from agentdesk.domain.clock import utcnow
 from agentdesk.server import config_cache
@@ -69,6 +73,7 @@ PRESENCE_STATUSES = ("available", "away", "offline")
 
 _POKE = object()  # queue marker: the change log moved on
 _CLOSE = object()  # queue marker: end the stream
+_PING = b": ping\n\n"  # the heartbeat comment, queued to every stream by the poll (Hub._heartbeat)
 
 
 def encode_event(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
@@ -178,6 +183,38 @@ _SIGNALS_AND_GAPS = (
 )
 
 
+class Mailbox:
+    """A stream's bounded queue. Leaner than asyncio.Queue, whose put and get cost every stream a dozen
+    Python calls per event: the hub appends, and the stream takes everything queued at once."""
+
+    __slots__ = ("items", "size", "_waiter")
+
+    def __init__(self, size: int) -> None:
+        self.items: list[Any] = []
+        self.size = size
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        if len(self.items) >= self.size:
+            raise asyncio.QueueFull
+        self.items.append(item)
+        if self._waiter is not None:
+            if not self._waiter.done():
+                self._waiter.set_result(None)
+            self._waiter = None
+
+    async def take(self) -> list[Any]:
+        """Everything queued; waits while nothing is."""
+        while not self.items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        items, self.items = self.items, []
+        return items
+
+    def full(self) -> bool:
+        return len(self.items) >= self.size
+
+
 @dataclass(eq=False)
 class Subscriber:
     """One open SSE stream."""
@@ -185,12 +222,15 @@ class Subscriber:
     agent_id: str
     teams: frozenset[str]
     sent_seq: int  # the newest change seq this stream has announced (or the client said it had)
-    queue: asyncio.Queue = field(repr=False)  # type: ignore[type-arg]
+    queue: Mailbox = field(repr=False)
     pages: PageSource | None = field(default=None, repr=False)  # what this stream's page pokes carry
     token_hash: str | None = field(default=None, repr=False)  # the caller's token, checked again (None: never)
     poke_queued: bool = False
     lagged: bool = False
     closed: bool = False
+    task: asyncio.Task[None] | None = field(default=None, repr=False)  # the task sending the stream's events
+    sending_since: float = 0.0  # monotonic start of the send in progress; 0: none (see Hub._heartbeat)
+    timed_out: bool = False  # cancelled by the hub: the client read nothing for send_timeout
 
 
 PageSource = Callable[[int, int], str | None]  # (after, seq) -> the page of (after, seq] as JSON, or None
@@ -226,6 +266,7 @@ class Hub:
         gap_wait: float = 2.0,
         min_gap: float = 0.05,
         access_check: float = TOKEN_CACHE_SECONDS,
+        send_timeout: float | None = None,
     ) -> None:
         self.engine = engine
         self.poll_interval = poll_interval
@@ -237,6 +278,8 @@ class Hub:
         self.prune_every = prune_every
         self.gap_wait = gap_wait
         self.access_check = access_check  # seconds between checks of the streams' tokens (module docstring)
+        # a stream whose send waits this long on a client that stopped reading is ended (checked every heartbeat)
+        self.send_timeout = max(30.0, 2 * heartbeat) if send_timeout is None else send_timeout
         self.seq = 0  # newest change seq seen
         self.prev_seq = -1  # the seq before the log's last move: streams that announced it get page pokes
         self.signal_seq = 0  # newest signal seq seen
@@ -326,7 +369,7 @@ class Hub:
         token_hash: str | None = None,
     ) -> Subscriber:
         sub = Subscriber(agent_id=agent_id, teams=frozenset(teams), sent_seq=sent_seq,
-                         queue=asyncio.Queue(self.queue_size), pages=pages, token_hash=token_hash)
+                         queue=Mailbox(self.queue_size), pages=pages, token_hash=token_hash)
         self._subscribers.add(sub)
         if token_hash is not None:
             self._tokens[token_hash] += 1
@@ -402,15 +445,15 @@ class Hub:
         ]
         return snapshot.seq, b"".join(events)
 
-    async def stream(
+    def open_stream(
         self,
         agent_id: str,
-        teams: list[str],
+        teams: list[str] | frozenset[str],
         resume: int | None,
         pages: PageSource | None = None,
         token_hash: str | None = None,
-    ) -> AsyncIterator[bytes]:
-        """The events of one SSE stream: presence of every agent, a poke, then whatever happens.
+    ) -> Subscriber:
+        """The subscriber of a new SSE stream (its events: `stream`).
 
         `resume` is the seq the client last heard of (Last-Event-ID or ?seq=): then the first poke is
         sent only if the log moved on since; without it the first poke always comes (plain: the hub knows
@@ -418,7 +461,11 @@ class Hub:
         may see, for page pokes (called in the poll's thread); without it every poke is plain. `token_hash`:
         the caller's token, which the poll checks still grants `teams` (see the module docstring).
         """
-        sub = self.subscribe(agent_id, teams, -1 if resume is None else resume, pages, token_hash)
+        return self.subscribe(agent_id, teams, -1 if resume is None else resume, pages, token_hash)
+
+    async def stream(self, sub: Subscriber) -> AsyncIterator[bytes]:
+        """The events of one SSE stream (`sub`, from `open_stream`): presence of every agent, a poke, then
+        whatever happens; the stream is unsubscribed when this ends."""
         try:
             seq, presence = await self.snapshot_bytes(sub)
             first = [presence]
@@ -429,24 +476,16 @@ class Hub:
             yield b"".join(first)
             queue = sub.queue
             while True:
-                item = await queue.get()
                 chunks: list[bytes] = []
-                while True:
+                for item in await queue.take():
                     if item is _CLOSE or sub.closed:
                         return
                     if item is _POKE:
                         sub.poke_queued = False
                     else:
                         chunks.append(item)
-                    if queue.empty():
-                        break
-                    item = queue.get_nowait()
-                if sub.lagged:  # events were dropped: replace what is queued by a fresh snapshot
+                if sub.lagged:  # events were dropped: replace what was queued by a fresh snapshot
                     sub.lagged = False
-                    while not queue.empty():
-                        if queue.get_nowait() is _CLOSE:
-                            return
-                    sub.poke_queued = False
                     _, presence = await self.snapshot_bytes(sub)
                     chunks = [presence]
                 if sub.closed:  # while the snapshot was read: its access may be gone, send it nothing more
@@ -544,9 +583,12 @@ class Hub:
         await asyncio.sleep(max(0.0, self._handed_out_at + self.min_gap - time.monotonic()))
 
     async def _run(self) -> None:
-        last_prune = time.monotonic()
+        last_prune = last_beat = time.monotonic()
         while True:
             began = time.monotonic()
+            if began - last_beat >= self.heartbeat:
+                last_beat = began
+                self._heartbeat(began)
             self._woken.clear()  # before reading: a commit from here on is read by this tick or wakes the next
             self._wake_pending = False
             try:
@@ -596,6 +638,19 @@ class Hub:
         self._fan_out_poke()
         return True
 
+    def _heartbeat(self, now: float) -> None:
+        """Queue a ping to every stream (proxies and clients see an idle stream alive), in one pass; end the
+        streams whose send has waited more than `send_timeout` on a client that stopped reading."""
+        for sub in self._subscribers:
+            if sub.sending_since and now - sub.sending_since > self.send_timeout and sub.task is not None:
+                sub.timed_out = True
+                sub.task.cancel()
+                continue
+            try:
+                sub.queue.put_nowait(_PING)
+            except asyncio.QueueFull:
+                pass  # it has events to send: the stream is not idle
+
     def _fan_out_poke(self) -> None:
         for sub in self._subscribers:
             if not sub.poke_queued and sub.sent_seq < self.seq:
@@ -628,6 +683,78 @@ class Hub:
             sub.queue.put_nowait(encoded)
         except asyncio.QueueFull:
             sub.lagged = True  # its stream will send a fresh presence snapshot instead
+
+
+class StreamResponse(Response):
+    """The SSE response of one subscriber: a plain ASGI send loop over `Hub.stream`.
+
+    sse-starlette's EventSourceResponse gave every event of every stream a cancel scope (its send timeout),
+    a lock and a task group's bookkeeping, most of a poke's CPU at 1,000 streams. Here a stream is one task
+    sending what its queue holds (each event encoded once by the hub, the same bytes for every stream) and
+    one waiting for the client to go, while the request's own task waits for either; the hub queues the heartbeat pings to all streams in one pass and
+    cancels a send stuck on a client that stopped reading (`Hub._heartbeat`). The arguments are
+    `Hub.open_stream`'s.
+    """
+
+    media_type = "text/event-stream"
+
+    def __init__(
+        self,
+        hub: Hub,
+        agent_id: str,
+        teams: list[str] | frozenset[str],
+        resume: int | None,
+        pages: PageSource | None = None,
+        token_hash: str | None = None,
+    ) -> None:
+        self.status_code = 200
+        self.background = None
+        self.init_headers({"Cache-Control": "no-store", "Connection": "keep-alive", "X-Accel-Buffering": "no"})
+        self.hub = hub
+        self._subscriber = (agent_id, teams, resume, pages, token_hash)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        start = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        hub, loop = self.hub, asyncio.get_running_loop()
+        sub = hub.open_stream(*self._subscriber)
+        sender = watcher = None
+        try:
+            await send(start)
+            # The events are sent from a task of their own: each wake-up of this one would resume every
+            # coroutine of the middleware stack it runs under, for every event of every stream.
+            sender = sub.task = loop.create_task(self._send_events(sub, send))
+            watcher = loop.create_task(self._until_disconnect(receive))
+            await asyncio.wait((sender, watcher), return_when=asyncio.FIRST_COMPLETED)
+            hub._close(sub)  # the client went: the sender ends at the queue's marker
+            await sender  # its error, if any (a client that stopped reading: TimeoutError)
+        finally:
+            for task in (watcher, sender):
+                if task is not None:
+                    task.cancel()
+            hub.unsubscribe(sub)
+
+    async def _send_events(self, sub: Subscriber, send: Any) -> None:
+        try:
+            async with aclosing(self.hub.stream(sub)) as chunks:
+                async for chunk in chunks:
+                    sub.sending_since = time.monotonic()
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    sub.sending_since = 0.0
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not sub.timed_out:
+                raise
+            asyncio.current_task().uncancel()  # type: ignore[union-attr]
+            raise TimeoutError(f"an event stream's client read nothing for {self.hub.send_timeout:g} s") from None
+
+    @staticmethod
+    async def _until_disconnect(receive: Any) -> None:
+        """uvicorn tells the app that the client went only through `receive`."""
+        try:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+        except Exception:  # noqa: BLE001 - whatever went wrong with the connection, the stream ends
+            log.debug("event stream receive failed", exc_info=True)
 
 
 def _page_poke(seq: int, page: str) -> bytes | None:

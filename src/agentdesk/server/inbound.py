@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -247,9 +248,14 @@ _CONTACT_OWNERS_ANY = sa.select(_IDENTITY.c.kind, _IDENTITY.c.address, _IDENTITY
 _SUGGESTED_ANY = sa.select(_SUGGESTION.c.customer_id, _SUGGESTION.c.other_id).where(
     _SUGGESTION.c.customer_id.in_(_p("customer_ids", expanding=True)), _SUGGESTION.c.other_id.in_(_p("customer_ids", expanding=True))
 )
-_OPEN_OF_CUSTOMERS = sa.select(_CONVERSATION).where(_CONVERSATION.c.customer_id.in_(_p("customer_ids", expanding=True)), _NOT_CLOSED)
+_OPEN_OF_CUSTOMERS = sa.select(_CONVERSATION).where(
+    _CONVERSATION.c.customer_id.in_(_p("customer_ids", expanding=True)), _CONVERSATION.c.channel.in_(_p("channels", expanding=True)), _NOT_CLOSED
+)
 _CUSTOMERS_ANY = sa.select(_CUSTOMER).where(_CUSTOMER.c.id.in_(_p("customer_ids", expanding=True)))
 _IDENTITIES_ANY = sa.select(_IDENTITY).where(_IDENTITY.c.customer_id.in_(_p("customer_ids", expanding=True))).order_by(_IDENTITY.c.id)
+_SUGGESTIONS_OF_ANY = sa.select(_SUGGESTION).where(
+    _SUGGESTION.c.customer_id.in_(_p("customer_ids", expanding=True)) | _SUGGESTION.c.other_id.in_(_p("customer_ids", expanding=True))
+).order_by(_SUGGESTION.c.id)
 # What an item may read on its own (after the batch's pending writes are sent: `_Batch.query`).
 _MERGED_INTO = sa.select(_CUSTOMER.c.id, _CUSTOMER.c.merged_into).where(_CUSTOMER.c.id == _p("id"))
 _CONVERSATION_BY_ID = sa.select(_CONVERSATION).where(_CONVERSATION.c.id == _p("id"))
@@ -288,8 +294,10 @@ class _Batch:
         self.suggested: set[tuple[str, str]] = set()  # merge suggestions held, as (customer_id, other_id)
         self.conversations: dict[str, SimpleNamespace] = {}  # id -> row: one object per conversation
         self.of_customer: dict[str, list[SimpleNamespace]] = defaultdict(list)  # customer -> their conversations held
-        self._loaded: set[str] = set()  # customers whose open conversations are all held
+        self._loaded: set[str] = set()  # customers whose open conversations are all held (new ones)
+        self._loaded_on: set[tuple[str, str]] = set()  # (customer, channel): their open conversations there are held
         self.customers: dict[str, tuple[Any, list[Any]]] = {}  # id -> (customer row, identity rows): read or made here
+        self.suggestions: dict[str, list[Any]] = defaultdict(list)  # customer id -> merge suggestions naming them, as read
         self.rotation = routing.Rotation(session)  # round robin for the whole batch
         self.changes: list[dict[str, Any]] = []
         self._pending: dict[sa.Table, list[dict[str, Any]]] = {table: [] for table in _INSERT}
@@ -311,7 +319,7 @@ class _Batch:
                 self.owners[(row.kind, row.address)] = self._follow_merges(row.id, row.merged_into)
         customers = list({c for c in self.owners.values() if c is not None})
         if customers:
-            self._load_open_conversations(customers, self.connection.execute)
+            self._load_open_conversations(customers, list({p.item.channel for p in items}), self.connection.execute)
             self._load_customer_rows(self._may_start_conversations(items), self.connection.execute)
         self._prefetch_contacts(items, customers)
 
@@ -323,8 +331,7 @@ class _Batch:
             customer_id = self.owners.get((p.kind, p.address))
             if customer_id is None:
                 continue
-            open_here = any(c.channel == p.item.channel for c in self.open_conversations(customer_id))
-            if not open_here or p.item.channel in ("email", "chat"):
+            if not self.open_conversations(customer_id, p.item.channel) or p.item.channel in ("email", "chat"):
                 found.add(customer_id)
         return list(found)
 
@@ -343,19 +350,24 @@ class _Batch:
             rows = self.connection.execute(_SUGGESTED_ANY, {"customer_ids": list(owners | set(customers))})
             self.suggested = {(row.customer_id, row.other_id) for row in rows}
 
-    def _load_open_conversations(self, customers: list[str], execute: Callable[..., sa.CursorResult]) -> None:
-        for row in execute(_OPEN_OF_CUSTOMERS, {"customer_ids": customers}).mappings().all():  # all(): one fetch
+    def _load_open_conversations(self, customers: list[str], channels: list[str], execute: Callable[..., sa.CursorResult]) -> None:
+        """The open conversations of these customers on these channels (only the channels the batch's messages
+        came by: an item only threads into a conversation on its own channel)."""
+        for row in execute(_OPEN_OF_CUSTOMERS, {"customer_ids": customers, "channels": channels}).mappings().all():  # one fetch
             self.adopt(row)
-        self._loaded.update(customers)
+        self._loaded_on.update(itertools.product(customers, channels))
 
     def _load_customer_rows(self, customers: list[str], execute: Callable[..., sa.CursorResult]) -> None:
-        """Their rows and identities, for the change log of a new conversation."""
+        """Their rows, identities and merge suggestions, for the change log of a new conversation."""
         if not customers:
             return
         params = {"customer_ids": customers}
         self.customers.update({row["id"]: (row, []) for row in execute(_CUSTOMERS_ANY, params).mappings().all()})
         for row in execute(_IDENTITIES_ANY, params).mappings().all():
             self.customers[row["customer_id"]][1].append(row)
+        for row in execute(_SUGGESTIONS_OF_ANY, params).mappings().all():
+            for customer_id in {row["customer_id"], row["other_id"]} & set(customers):
+                self.suggestions[customer_id].append(row)
 
     def customer_rows(self, customer_id: str) -> tuple[Any, list[Any]]:
         """(customer row, identity rows); (None, []) for a customer that does not exist."""
@@ -384,11 +396,12 @@ class _Batch:
             self.of_customer[held.customer_id].append(held)
         return held
 
-    def open_conversations(self, customer_id: str) -> list[SimpleNamespace]:
-        """The customer's conversations not closed (as of this item: the batch's changes count), loaded once."""
-        if customer_id not in self._loaded:  # found by following a merge, or written by this batch
-            self._load_open_conversations([customer_id], self.query)
-        return [c for c in self.of_customer[customer_id] if c.status != "closed"]
+    def open_conversations(self, customer_id: str, channel: str) -> list[SimpleNamespace]:
+        """The customer's conversations on `channel` not closed (as of this item: the batch's changes count),
+        loaded once."""
+        if customer_id not in self._loaded and (customer_id, channel) not in self._loaded_on:  # e.g. found by following a merge
+            self._load_open_conversations([customer_id], [channel], self.query)
+        return [c for c in self.of_customer[customer_id] if c.channel == channel and c.status != "closed"]
 
     def add_customer(self, customer: dict[str, Any], identity: dict[str, Any]) -> None:
         self.add(_CUSTOMER, customer)
@@ -504,17 +517,21 @@ def _new_customer(batch: _Batch, prepared: _Prepared) -> str:
 
 
 def _customer_changes(batch: _Batch, customer_id: str) -> list[dict[str, Any]]:
-    """Re-announce a customer and their identities (changes.record_customer: a team that gains a customer
-    has its cursor past the customer's old changes)."""
+    """Re-announce a customer, their identities and merge suggestions (changes.record_customer: a team that
+    gains a customer has its cursor past the customer's old changes). Suggestions made by this batch are
+    announced already (_suggest_merges)."""
     customer, identities = batch.customer_rows(customer_id)
     if customer is None:
         return []
-    return [upsert_change("customers", customer), *(upsert_change("identities", i) for i in identities)]
+    return [
+        upsert_change("customers", customer), *(upsert_change("identities", i) for i in identities),
+        *(upsert_change("merge_suggestions", s) for s in batch.suggestions.get(customer_id, ())),
+    ]
 
 
 def _thread(batch: _Batch, item: Inbound, customer_id: str) -> SimpleNamespace | None:
     """The existing conversation this interaction continues, if any."""
-    mine = [c for c in batch.open_conversations(customer_id) if c.channel == item.channel]
+    mine = batch.open_conversations(customer_id, item.channel)
     if item.channel == "email":
         for ref in item.references:  # only the sender's own thread: a known Message-ID is not a key to others'
             parent = batch.seen.get(("email", ref))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -46,21 +47,14 @@ class SharedPages:
         self.commit_count = 0  # each commit stores a new number: any commit since a stamp makes it differ
 
     def watch(self, engine: sa.Engine) -> Callable[[], None]:
-        """Count this engine's commits from now on; returns the function that stops counting."""
-        def session_committed(session: Session) -> None:
-            if session.bind is engine:
-                self._committed()
+        """Count this engine's commits from now on; returns the function that stops counting (an app that is
+        gone stops by itself: the watchers are held weakly)."""
+        if not sa.event.contains(engine, "commit", _engine_committed):
+            sa.event.listen(engine, "commit", _engine_committed)
+        _WATCHERS.setdefault(engine, weakref.WeakSet()).add(self)
+        return lambda: _WATCHERS.get(engine, weakref.WeakSet()).discard(self)
 
-        sa.event.listen(engine, "commit", self._committed)
-        sa.event.listen(Session, "after_commit", session_committed)
-
-        def stop() -> None:
-            sa.event.remove(engine, "commit", self._committed)
-            sa.event.remove(Session, "after_commit", session_committed)
-
-        return stop
-
-    def _committed(self, *_args: object) -> None:
+    def _committed(self) -> None:
         self.commit_count = next(self._commits)
 
     async def get(self, key: Hashable, compute: Callable[[], str]) -> str:
@@ -85,3 +79,23 @@ class SharedPages:
         if page.body.cancelled() or page.body.exception() is not None:  # (also marks the exception retrieved)
             if self._pages.get(key) is page:
                 del self._pages[key]  # the next request tries again rather than sharing a failure
+
+
+# Which SharedPages count which engine's commits, weakly both ways: a process that builds many apps over one
+# engine (a test run) keeps no listener per app, and each commit tells only the live ones.
+_WATCHERS: weakref.WeakKeyDictionary[sa.Engine, weakref.WeakSet[SharedPages]] = weakref.WeakKeyDictionary()
+
+
+def _count_commit(bind: object) -> None:
+    for pages in list(_WATCHERS.get(bind, ())):  # type: ignore[call-overload]
+        pages._committed()
+
+
+def _engine_committed(connection: sa.Connection) -> None:
+    _count_commit(connection.engine)
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _session_committed(session: Session) -> None:
+    if isinstance(session.bind, sa.Engine):
+        _count_commit(session.bind)

@@ -36,11 +36,14 @@ ACTIVE = "c.status IN ('open', 'pending')"
 # Sort keys: the same expressions as in the indexes (SQLite matches index expressions by their text's tree).
 SLA_KEY = "ifnull(c.sla_due, '~')"  # no SLA last ('~' sorts after any ISO time)
 PRIORITY_KEY = "CASE c.priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'low' THEN 3 ELSE 2 END"
-ORDER_BY = {
-    "sla": f"{SLA_KEY}, c.last_message_at DESC, c.id",
-    "newest": "c.last_message_at DESC, c.id DESC",
-    "priority": f"{PRIORITY_KEY}, {SLA_KEY}, c.last_message_at DESC, c.id",
+ORDER = {  # each sort's terms, (expression, direction)
+    "sla": ((SLA_KEY, ""), ("c.last_message_at", " DESC"), ("c.id", "")),
+    "newest": (("c.last_message_at", " DESC"), ("c.id", " DESC")),
+    "priority": ((PRIORITY_KEY, ""), (SLA_KEY, ""), ("c.last_message_at", " DESC"), ("c.id", "")),
 }
+ORDER_BY = {sort: ", ".join(f"{expr}{way}" for expr, way in terms) for sort, terms in ORDER.items()}
+# The same orders backwards (SQLite walks the sort's index from its end)
+ORDER_BY_REVERSED = {sort: ", ".join(f"{expr}{' DESC' if not way else ''}" for expr, way in terms) for sort, terms in ORDER.items()}
 
 
 @dataclass(frozen=True)
@@ -160,12 +163,22 @@ def count(db: sqlite3.Connection, me: Identity, view: QueueView, cap: int | None
     return db.execute(query, [*params, cap]).fetchone()[0]
 
 
-def rows(db: sqlite3.Connection, me: Identity, view: QueueView, offset: int = 0, limit: int = 100) -> list[QueueRow]:
+def rows(
+    db: sqlite3.Connection, me: Identity, view: QueueView, offset: int = 0, limit: int = 100, total: int | None = None
+) -> list[QueueRow]:
     """One window of the view, in its sort order. The window's rows are found by the index walk alone (the
-    OFFSET skips index entries, nothing else); names, previews and unread state are read for those rows only."""
+    OFFSET skips index entries, nothing else); names, previews and unread state are read for those rows only.
+    The walk passes every index entry before the window, the tab's or not (36 ms to Mine's end at 100k
+    conversations): given the view's `total`, a window in the second half is walked to from the end instead."""
     where, params = _where(me, view, walk=True)
-    query = f"SELECT c.rowid FROM conversations c WHERE {where} ORDER BY {ORDER_BY[view.sort]} LIMIT ? OFFSET ?"
-    order = [rowid for (rowid,) in db.execute(query, [*params, limit, offset])]
+    select = f"SELECT c.rowid FROM conversations c WHERE {where} ORDER BY"
+    if total is not None and offset > total // 2:
+        skip = max(0, total - offset - limit)  # the window, counted from the end
+        query = f"{select} {ORDER_BY_REVERSED[view.sort]} LIMIT ? OFFSET ?"
+        order = [rowid for (rowid,) in db.execute(query, [*params, max(0, total - offset - skip), skip])][::-1]
+    else:
+        query = f"{select} {ORDER_BY[view.sort]} LIMIT ? OFFSET ?"
+        order = [rowid for (rowid,) in db.execute(query, [*params, limit, offset])]
     if not order:
         return []
     found = db.execute(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 if TYPE_CHECKING:  # imported where used: the desk imports this module before its first frame (httpx ~60 ms)
     import httpx
@@ -26,19 +29,40 @@ class ResetRequired(Exception):
 
 class SyncClient:
     def __init__(self, server_url: str, token: str, timeout: float = 10.0) -> None:
+        self.base_url = server_url.rstrip("/")
+        try:
+            parts = urlsplit(self.base_url)
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError as exc:
+            raise ServerUnavailable(f"{server_url!r} is not a usable server URL ({exc})") from exc
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ServerUnavailable(f"{server_url!r} is not a usable server URL (it needs http:// or https:// and a host)")
+        self._headers = {"Authorization": f"Bearer {token}", "User-Agent": "agentdesk"}
+        self._timeout = timeout
+        self._http: httpx.Client | None = None
+        self._http_made = threading.Lock()
+
+    @property
+    def http(self) -> httpx.Client:
+        """Made on first use, normally in the sync thread: building it (httpx's import, its TLS context: ~100 ms)
+        is no part of the desk's first frame."""
+        with self._http_made:
+            if self._http is None:
+                self._http = self._client(self._timeout)
+            return self._http
+
+    def _client(self, timeout: float | httpx.Timeout) -> httpx.Client:
         import httpx
 
         try:
-            self.http = httpx.Client(
-                base_url=server_url.rstrip("/"),
-                headers={"Authorization": f"Bearer {token}", "User-Agent": "agentdesk"},
-                timeout=timeout,
-            )
+            return httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout)
         except (httpx.InvalidURL, ValueError) as exc:
-            raise ServerUnavailable(f"{server_url!r} is not a usable server URL ({exc})") from exc
+            raise ServerUnavailable(f"{self.base_url!r} is not a usable server URL ({exc})") from exc
 
     def close(self) -> None:
-        self.http.close()
+        with self._http_made:
+            if self._http is not None:
+                self._http.close()
 
     def live_http(self, read_timeout: float = 45.0) -> httpx.Client:
         """A client of its own for the live stream: the stream holds its connection for hours, and ending it at
@@ -46,19 +70,20 @@ class SyncClient:
         a server that vanished without closing the connection."""
         import httpx
 
-        return httpx.Client(
-            base_url=self.http.base_url,
-            headers=self.http.headers,
-            timeout=httpx.Timeout(self.http.timeout.connect, read=read_timeout),
-        )
+        return self._client(httpx.Timeout(self._timeout, read=read_timeout))
 
     def _call(self, method: str, path: str, *, http: httpx.Client | None = None, **kw: Any) -> Any:
+        response = self._send(method, path, http=http, **kw)
+        return None if response.status_code == 204 else self.decode(response.content)
+
+    def _send(self, method: str, path: str, *, http: httpx.Client | None = None, **kw: Any) -> httpx.Response:
+        """The server's answer to a request, if it is a success (else the matching exception)."""
         import httpx
 
         try:
             response = (http or self.http).request(method, path, **kw)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            raise ServerUnavailable(f"{self.http.base_url} unreachable ({type(exc).__name__})") from exc
+            raise ServerUnavailable(f"{self.base_url} unreachable ({type(exc).__name__})") from exc
         if response.status_code == 401:
             raise AuthRejected("The server refused the API token (401). Check AGENTDESK_TOKEN or run `agentdesk login`.")
         if response.status_code == 410:
@@ -66,21 +91,30 @@ class SyncClient:
         if response.status_code >= 400:
             error = RequestRejected if response.status_code < 500 and response.status_code != 429 else ServerUnavailable
             raise error(f"{method} {path} answered {response.status_code}: {response.text[:200]}")
-        if response.status_code == 204:
-            return None
+        return response
+
+    def decode(self, body: bytes) -> Any:
+        import orjson
+
         try:
-            return response.json()
-        except ValueError as exc:
-            raise ServerUnavailable(f"{self.http.base_url} is not an agentdesk server (its answer is not JSON)") from exc
+            return orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ServerUnavailable(f"{self.base_url} is not an agentdesk server (its answer is not JSON)") from exc
 
     def me(self) -> dict[str, Any]:
         return self._call("GET", "/api/v1/me")
 
-    def bootstrap_page(self, entity: str, after: str, limit: int) -> dict[str, Any]:
-        return self._call("GET", "/api/v1/sync/bootstrap", params={"entity": entity, "after": after, "limit": limit})
+    def bootstrap_page(self, entity: str, after: str, limit: int, columns: Sequence[str]) -> bytes:
+        """A page of `entity` with these `columns` (and the page key's), undecoded: see `decode`."""
+        params = {"entity": entity, "after": after, "limit": limit, "columns": ",".join(columns)}
+        return self._send("GET", "/api/v1/sync/bootstrap", params=params).content
 
     def pull(self, cursor: str, limit: int) -> dict[str, Any]:
-        return self._call("GET", "/api/v1/sync/pull", params={"cursor": cursor, "limit": limit})
+        return self.decode(self.pull_page(cursor, limit))
+
+    def pull_page(self, cursor: str, limit: int) -> bytes:
+        """A pull answer, undecoded (see `decode`): the engine fetches the next page in a thread of its own."""
+        return self._send("GET", "/api/v1/sync/pull", params={"cursor": cursor, "limit": limit}).content
 
     def push(self, mutations: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return self._call("POST", "/api/v1/sync/push", json={"mutations": mutations})["results"]

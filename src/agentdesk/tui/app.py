@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sqlite3
 import time
@@ -10,16 +11,17 @@ from dataclasses import replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+from textual import events
 from textual.actions import parse as parse_action
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import Footer, Static, TextArea
+from textual.widgets import Footer, Static
 
 from agentdesk.config.keymap import DEFAULT_KEYMAP, KeySpec
 from agentdesk.config.keynames import parse_key_list
@@ -36,14 +38,24 @@ from agentdesk.tui import presence as desk_presence
 from agentdesk.tui.screens.confirm import ConfirmModal
 from agentdesk.tui.screens.help import HelpScreen
 from agentdesk.tui.screens.pick import PickModal
-from agentdesk.tui.widgets.composer import Answered, Composer, ReplyContext
 from agentdesk.tui import queue_view as queue_ui
 from agentdesk.tui.widgets.queue import QueueList
 from agentdesk.tui.widgets.timeline import Timeline
 
+if TYPE_CHECKING:
+    from textual.widgets import TextArea
+
+    from agentdesk.tui.widgets.composer import Composer, ReplyContext
+
 
 def key_bindings(keymap: Iterable[KeySpec]) -> list[Binding]:
     return [Binding(s.keys, s.action, s.description, show=s.show, id=s.id, priority=s.priority) for s in keymap]
+
+
+def composer_widgets():  # noqa: ANN201 - tui/widgets/composer.py (TextArea, Select) loads after the first frame
+    from agentdesk.tui.widgets import composer
+
+    return composer
 
 
 def desk_commands():  # noqa: ANN201 - the palette provider, imported when the palette first opens
@@ -63,6 +75,15 @@ KEY_REPEAT_GAP = 0.05  # s: queue moves closer together than this are a held key
 NO_OPEN_FIRST = frozenset({
     "queue_move", "open_conversation", "quit", "help", "search", "command_palette", "toggle_availability",
 })
+_FROZEN: set[str] = set()  # the gc.freeze stages done in this process
+
+
+def _freeze_once(stage: str) -> None:
+    """gc.freeze() once per stage and process: a process that opens many desks (a test run) would otherwise
+    freeze each earlier desk's garbage for good."""
+    if stage not in _FROZEN:
+        _FROZEN.add(stage)
+        gc.freeze()
 
 
 class SyncStatusChanged(Message):
@@ -92,6 +113,8 @@ class AgentDesk(App[None]):
         canned: Iterable[Any] = (),
         notices: Iterable[str] = (),
     ) -> None:
+        _freeze_once("imports")  # what the imports built lives as long as the process: no collection need walk
+        # it again (a full one took ~20 ms of the first frame)
         super().__init__()
         self.startup_notices = list(notices)  # for the agent as the desk opens (a rebuilt cache, say)
         self.canned = list(canned)  # [[canned]] responses from the client TOML, for the composer
@@ -113,6 +136,7 @@ class AgentDesk(App[None]):
         self._last_move = 0.0
         self._shown_id: str | None = None  # the conversation the agent last moved to or opened (may be ahead of open_row)
         self._status_bar: Static | None = None  # set at mount; see closing()
+        self._early_input: list[events.InputEvent] | None = []  # input before finish_startup, held until it is done
         # Textual matches key names ("question_mark"), so a "?" from the file or the defaults is named first.
         self.keys_by_id = {s.id: ",".join(parse_key_list((keymap or {}).get(s.id, s.keys))) for s in DEFAULT_KEYMAP}
         self._keymap_actions = [spec.action for spec in DEFAULT_KEYMAP]
@@ -135,8 +159,7 @@ class AgentDesk(App[None]):
                 yield Static(id="conversation-facts")
                 yield Static(id="conversation-presence")  # shown only while other agents are here
                 yield Timeline(id="timeline")
-                yield Composer(self.canned, id="composer")
-        yield Footer()
+        # the composer and the footer come after the first frame (finish_startup): the queue shows sooner
 
     def on_mount(self) -> None:
         self._status_bar = self.query_one("#status", Static)
@@ -147,16 +170,45 @@ class AgentDesk(App[None]):
         queue.focus()
         self.queue_view = self.starting_view()
         if self.engine is not None:
+            self.sync_status = self.engine.status
+        self.refresh_data()  # the queue and its first conversation, in the first frame
+        self.refresh_status()
+        self.call_after_refresh(self.finish_startup)
+
+    @property
+    def starting(self) -> bool:
+        """Before finish_startup: no composer, footer or sync engine yet."""
+        return self._early_input is not None
+
+    async def finish_startup(self) -> None:
+        """After the first frame: the composer and footer, the sync engine and presence. Input that comes sooner
+        waits for this (on_event)."""
+        mounts = self.query_one("#conversation-pane").mount(composer_widgets().Composer(self.canned, id="composer")), self.mount(Footer())
+        for mounted in mounts:
+            await mounted
+        self._early_input, early = None, self._early_input  # (nothing below awaits: no input comes in between)
+        if self.engine is not None:
             # post_message is thread-safe and never blocks the sync thread on the UI
             self.engine.on_status = lambda status: self.post_message(SyncStatusChanged(status))
             self.engine.on_live = lambda kind, data: self.post_message(desk_presence.PresenceEvent())
             self.engine.start()
             self.engine.set_availability(self.availability)  # routing assigns work from now on (unless away)
-            self.sync_status = self.engine.status
-        self.refresh_data()
-        self.refresh_status()
+        if self.open_row is not None:  # opened for the first frame: what it left for now
+            self.announce_viewing()
+            self.load_composer(self.open_row)
         self.show_notices(self.startup_notices)
         self.set_interval(1.0, self.refresh_status)
+        # The widget tree, its styles and caches live as long as the desk: frozen too, a full collection (due
+        # every few keys, as Textual's strips hold reference cycles) walks half as much (~40 -> ~20 ms).
+        _freeze_once("desk")
+        for event in early:
+            self.post_message(event)
+
+    async def on_event(self, event: events.Event) -> None:
+        if self._early_input is not None and isinstance(event, events.InputEvent) and not event.is_forwarded:
+            self._early_input.append(event)  # a key before finish_startup: acted on once the desk is whole
+            return
+        await super().on_event(event)
 
     def on_unmount(self) -> None:
         if self.engine is not None:
@@ -166,8 +218,8 @@ class AgentDesk(App[None]):
 
     # --- queue: tabs, filters, sort, unread and viewing markers (store/queue.py, tui/queue_view.py) ---------
 
-    def _fetch_queue(self, offset: int, limit: int) -> list[QueueRow]:
-        return queue_store.rows(self.cache.db, self.me, self.queue_view, offset, limit)
+    def _fetch_queue(self, offset: int, limit: int, total: int) -> list[QueueRow]:
+        return queue_store.rows(self.cache.db, self.me, self.queue_view, offset, limit, total)
 
     def _count_queue(self) -> int:
         return queue_store.count(self.cache.db, self.me, self.queue_view)
@@ -380,7 +432,7 @@ class AgentDesk(App[None]):
 
     def action_focus_reply(self) -> None:
         if self.open_row is not None:
-            self.query_one("#reply", TextArea).focus()
+            self.composer.reply.focus()
 
     def action_focus_queue(self) -> None:
         self.query_one(QueueList).focus()
@@ -388,7 +440,7 @@ class AgentDesk(App[None]):
     def action_send_reply(self) -> None:
         if self.collision_check():
             return
-        composer = self.query_one(Composer)
+        composer = self.composer
         try:
             out = composer.outgoing()
         except ValueError as exc:  # nothing written, or a Cc that is not an address
@@ -407,16 +459,16 @@ class AgentDesk(App[None]):
         self.refresh_open_timeline()
         self.refresh_status_counts()
         if self.engine is not None:
-            self.engine.wake()
+            self.engine.wake(pull=False)  # the outbox to send: the live stream brings the answer
         sent = "Note saved for your team." if out.note else f"Reply queued on {CHANNEL_NAME.get(out.channel, out.channel)}."
         self.notify(sent, timeout=3, markup=False)
 
     def _stash_draft(self) -> None:
         """Keep the composer's text with the conversation being left, so it never follows the agent."""
-        if self.open_row is None or self.closing():
+        if self.open_row is None or self.closing() or self.starting:
             return
         try:
-            composer = self.query_one(Composer)
+            composer = self.composer
             self.cache.save_draft(self.open_row.id, composer.draft_key, composer.text)
         except (sqlite3.Error, OSError) as exc:
             self.notify(f"Could not save the draft: {exc}", severity="error", markup=False)
@@ -427,18 +479,24 @@ class AgentDesk(App[None]):
 
     # --- composer (tui/widgets/composer.py) ---
 
+    @property
+    def composer(self) -> Composer:
+        return self.query_one("#composer", composer_widgets().Composer)
+
     def load_composer(self, row: QueueRow) -> None:
+        if self.starting:
+            return  # no composer yet: finish_startup loads it
         channels = reply_channels(self.cache.customer_channels(row.customer_id), row.channel)
-        self.query_one(Composer).load(self.reply_context(row), channels, self.cache.latest_draft(row.id))
+        self.composer.load(self.reply_context(row), channels, self.cache.latest_draft(row.id))
 
     def reply_context(self, row: QueueRow) -> ReplyContext:
         """The conversation as the composer needs it: names for templates, the address a reply goes to,
         the customer's latest email (its subject and text to quote)."""
         customer = self.cache.customer(row.customer_id) or {}
         latest = self.cache.latest_interaction(row.id, "channel = 'email' AND direction = 'inbound'")
-        answered = Answered(latest["text"] or "", latest["subject"], latest["occurred_at"]) if latest else None
+        answered = composer_widgets().Answered(latest["text"] or "", latest["subject"], latest["occurred_at"]) if latest else None
         wrote_from = json.loads(latest["meta"] or "{}").get("address") if latest else None  # as the server picks it
-        return ReplyContext(
+        return composer_widgets().ReplyContext(
             conversation_id=row.id, channel=row.channel, subject=(self.open_state or {}).get("subject"),
             customer_name=customer.get("display_name") or row.customer_name, first_name=customer.get("first_name") or "",
             email=wrote_from or self.cache.customer_address(row.customer_id, "email"),
@@ -456,15 +514,15 @@ class AgentDesk(App[None]):
         self._stash_draft()
 
     def action_note_mode(self) -> None:
-        composer = self.query_one(Composer)
+        composer = self.composer
         composer.toggle_note()
         composer.reply.focus()
 
     def action_canned(self) -> None:
-        self.query_one(Composer).pick_canned()
+        self.composer.pick_canned()
 
     def action_toggle_quote(self) -> None:
-        self.query_one(Composer).toggle_quote()
+        self.composer.toggle_quote()
 
     # --- conversation actions: optimistic change + outbox row (Cache.queue_conversation_change) ---------
 
@@ -486,7 +544,7 @@ class AgentDesk(App[None]):
         self.refresh_header()
         self.refresh_status_counts()
         if self.engine is not None:
-            self.engine.wake()
+            self.engine.wake(pull=False)  # the outbox to send: the live stream brings the answer
 
     def action_assign_to_me(self) -> None:
         self.change_conversation("assign", {"agent_id": self.me.agent_id}, assignee_id=self.me.agent_id)
@@ -664,7 +722,7 @@ class AgentDesk(App[None]):
 
     def announce_viewing(self) -> None:
         self.collisions.forget()  # a collision mark belongs to the conversation it was taken on
-        if self.engine is not None:
+        if self.engine is not None and not self.starting:  # (finish_startup starts presence, after the first frame)
             self.engine.set_viewing(self.open_row.id if self.open_row else None)
 
     def note_typing(self, area: TextArea) -> None:

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from sqlmodel import Session, select
 
 from agentdesk.server import delivery
@@ -45,6 +46,7 @@ from agentdesk.server.routing import NoTeam
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+    from starlette.types import Receive, Scope, Send
 
     from agentdesk.config import Settings
     from agentdesk.config.models import TwilioChannelConfig
@@ -209,6 +211,20 @@ def make_router(settings: Settings) -> APIRouter:
         except NoTeam as exc:  # 503: Twilio then tries the number's fallback URL
             raise _refuse(503, str(exc)) from None
         return twiml(ET.Element("Response"))
+
+    async def fast_messaging(scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /messaging without FastAPI's routing and dependency solving (issue 6: the busiest webhook, served
+        by routes/inbound.InboundFastPath): the same guard and endpoint, a refusal answered by FastAPI's own
+        HTTPException handler."""
+        request = Request(scope, receive)
+        try:
+            await signed_form(request)
+            response = await messaging(request)
+        except HTTPException as exc:
+            response = await http_exception_handler(request, exc)
+        await response(scope, receive, send)
+
+    router.fast_paths = {f"{PREFIX}/messaging": fast_messaging}  # type: ignore[attr-defined]  # app.py collects them
 
     @router.post("/status")
     def message_status(request: Request) -> Response:

@@ -401,13 +401,9 @@ class ChatRelay:
     async def _next(sub: Subscriber) -> list[tuple[str, str]]:
         """Wait for the hub, then take all it queued: the typing signals (pokes and presence only wake us)."""
         typing: list[tuple[str, str]] = []
-        item = await sub.queue.get()
-        while True:
+        for item in await sub.queue.take():
             if isinstance(item, bytes):
                 typing.extend(typing_signals(item))
-            if sub.queue.empty():
-                break
-            item = sub.queue.get_nowait()
         sub.poke_queued = False
         sub.lagged = False  # nothing here depends on the dropped presence events
         return typing

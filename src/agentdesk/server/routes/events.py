@@ -29,10 +29,9 @@ from fastapi import (
     status,
 )
 from pydantic import BaseModel, ConfigDict
-from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from agentdesk.server.deps import Caller, CallerDep, SessionDep
-from agentdesk.server.events import Hub, write_presence, write_typing
+from agentdesk.server.events import Hub, StreamResponse, write_presence, write_typing
 from agentdesk.server.models import Conversation
 from agentdesk.server.routes.sync import poke_page
 from agentdesk.server.visibility import visible_conversation
@@ -49,25 +48,19 @@ def _resume_seq(last_event_id: str | None, seq: int | None) -> int | None:
     return seq
 
 
-@router.get("/events", response_class=EventSourceResponse)
+@router.get("/events", response_class=StreamResponse, status_code=200)  # OpenAPI: else read from __init__
 async def events(
     request: Request,
     caller: CallerDep,
     seq: Annotated[int | None, Query(ge=0, description="resume after this change seq")] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> EventSourceResponse:
+) -> StreamResponse:
     """The caller's live event stream (server-sent events)."""
     hub: Hub = request.app.state.hub
     if not hub.running:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "The live event hub is not running.")
     pages = partial(poke_page, request.app.state.engine, tuple(sorted(caller.teams)))
-    return EventSourceResponse(
-        hub.stream(caller.agent.id, caller.teams, _resume_seq(last_event_id, seq), pages, caller.token_hash),
-        ping=hub.heartbeat,
-        ping_message_factory=lambda: ServerSentEvent(comment="ping", sep="\n"),
-        sep="\n",
-        send_timeout=max(30.0, 2 * hub.heartbeat),  # a client that stopped reading is let go
-    )
+    return StreamResponse(hub, caller.agent.id, caller.teams, _resume_seq(last_event_id, seq), pages, caller.token_hash)
 
 
 def _visible_conversation(session: SessionDep, caller: Caller, conversation_id: str) -> Conversation:

@@ -103,16 +103,23 @@ class InboundFastPath:
     Everything else goes on to the FastAPI route above, which answers it as it always has: an unknown or
     uncached token (the route loads it, or refuses it), a body that fails validation (the route words the
     422). Installed inside the body-size and rate limits (server/limits.py), which apply as before.
+
+    A channel's busiest webhook (Twilio's messaging) is passed to its own fast path the same way
+    (app.state.fast_paths: POST path -> ASGI callable, from the channel's router).
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != INBOUND_PATH or scope["method"] != "POST":
+        if scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
+        if scope["path"] != INBOUND_PATH:
+            webhook = getattr(state, "fast_paths", {}).get(scope["path"])
+            await (webhook or self.app)(scope, receive, send)
+            return
         token = bearer_token(scope)
         integration = cached_integration(state.engine, token) if token else None
         if integration is None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentdesk.server.compaction import horizon
 from agentdesk.server.db import session as open_session
-from agentdesk.server.deps import CallerDep, SessionDep
+from agentdesk.server.deps import Caller, CallerDep, SessionDep, cached_caller
 from agentdesk.server.models import (
     Change,
     Conversation,
@@ -25,6 +27,8 @@ from agentdesk.server.models import (
 )
 from agentdesk.server import mutations
 from agentdesk.server.mutations import MutationIn, MutationResult
+from agentdesk.server.limits import ASGIApp, Receive, Scope, Send, bearer_token
+from agentdesk.server.routes.inbound import _JSON, _read_body, _replay  # the ASGI fast path's helpers
 from agentdesk.server.visibility import conversation_visible, customer_visible
 from agentdesk.server.wire import ENTITIES, columns
 
@@ -142,12 +146,22 @@ def _interactions_after(after: str) -> tuple[str, str]:
         return "", ""
 
 
-def _page_key(entity: str, names: list[str]) -> Callable[[list[Any]], str]:
+def _page_key(entity: str, names: list[str]) -> Callable[[Sequence[Any]], str]:
     """How a page's last row names where the next page starts."""
     if entity == "interactions":
         conversation, key = names.index("conversation_id"), names.index("id")
         return lambda row: json.dumps([row[conversation], row[key]], separators=(",", ":"))
     return lambda row: row[names.index("id")]
+
+
+def _page_columns(entity: str, wanted: str) -> list[str]:
+    """The columns a page carries: those named in `wanted` (comma-separated: what the cache keeps) that the
+    table has, plus the page key's, in the table's order; every column when `wanted` is empty."""
+    names = columns(entity)
+    if not wanted:
+        return names
+    kept = {*wanted.split(","), "id", *(["conversation_id"] if entity == "interactions" else [])}
+    return [name for name in names if name in kept]
 
 
 class BootstrapPage(BaseModel):
@@ -165,29 +179,31 @@ def bootstrap(
     entity: str = Query(description="one of: " + ", ".join(ENTITIES)),
     after: str = "",
     limit: int = Query(5000, ge=1, le=20000),
+    wanted: str = Query("", alias="columns", description="comma-separated: only these columns (and the page key's)"),
 ) -> Response:
     """One key-ordered page of an entity the caller may see, as compact tuples."""
     if entity not in ENTITIES:
         raise HTTPException(404, f"Unknown entity {entity!r}.")
     seq = _max_seq(session)  # read before the rows: pull from here re-applies anything newer
     table = ENTITIES[entity].__table__  # type: ignore[attr-defined]
-    names = columns(entity)
+    names = _page_columns(entity, wanted)
     # JSON columns travel as their JSON text: the cache stores that text, so nothing is parsed twice.
     dialect = session.get_bind().dialect.name
     selected = [_as_wire_text(table.c[n], dialect) for n in names]
     if entity == "interactions":
         query = _interactions_page(selected, caller.teams, after, limit, dialect)
     else:
-        query = sa.select(*selected).where(table.c.id > after).order_by(table.c.id).limit(limit)
-        where = _visible_filter(entity, caller.teams)
-        if where is not None:
-            query = query.where(where)
-    rows = [list(row) for row in session.execute(query)]
-    key = _page_key(entity, names)
-    next_after = key(rows[-1]) if len(rows) == limit else None
+        # The page's keys first, then their rows: where the visibility rule picks rows by an index (conversations
+        # by team), what is left to sort is those keys, not every column of every visible row (~2x faster).
+        keys = sa.select(table.c.id).where(table.c.id > after).order_by(table.c.id).limit(limit)
+        if (where := _visible_filter(entity, caller.teams)) is not None:
+            keys = keys.where(where)
+        query = sa.select(*selected).where(table.c.id.in_(keys)).order_by(table.c.id)
+    rows = session.execute(query).all()  # fetchall: iterating the result would fetch row by row
+    next_after = _page_key(entity, names)(rows[-1]) if len(rows) == limit else None
     page = {"entity": entity, "columns": names, "rows": rows, "next_after": next_after, "cursor": encode_cursor(seq)}
     # Encoded directly: validating thousands of rows through the response model would double the cost.
-    return Response(json.dumps(page, separators=(",", ":")), media_type="application/json")
+    return Response(orjson.dumps(page, default=tuple), media_type="application/json")  # default: the rows
 
 
 class ChangeOut(BaseModel):
@@ -239,7 +255,9 @@ def _pull_page(engine: sa.Engine, teams: tuple[str, ...], after: int, limit: int
     with open_session(engine) as session:
         if upto is None:
             upto = _max_seq(session)  # read before the rows: every change up to it has committed (changes.py)
-        rows = session.execute(_PULL, {"after": after, "upto": upto, "teams": teams, "limit": limit + 1}).all()
+        # On the session's connection: through the ORM's result the same rows cost up to 3x (10k changes: 40-100 vs 34 ms).
+        params = {"after": after, "upto": upto, "teams": teams, "limit": limit + 1}
+        rows = session.connection().execute(_PULL, params).all()
         if after < horizon(session):  # read after the rows: a compaction that ran in between is seen here
             raise HTTPException(
                 410,
@@ -266,8 +284,54 @@ class PushOut(BaseModel):
     results: list[MutationResult]
 
 
-@router.post("/push")
-async def push(caller: CallerDep, request: Request, body: PushIn) -> PushOut:
-    """Apply mutations in order, each at most once (each in a savepoint; concurrent pushes share a
-    transaction and one writer thread: mutations.push)."""
-    return PushOut(results=await mutations.push(request.app.state.engine, caller.agent, caller.teams, body.mutations))
+@router.post("/push", response_model=PushOut)
+async def push(caller: CallerDep, request: Request, body: PushIn) -> Response:
+    """Apply mutations in order, each at most once (concurrent pushes share a transaction and one writer
+    thread: mutations.push)."""
+    return Response(await _pushed(request.app.state.engine, caller, body), media_type="application/json")
+
+
+async def _pushed(engine: sa.Engine, caller: Caller, body: PushIn) -> bytes:
+    """The push stored; its answer encoded by pydantic (FastAPI would validate the results again first)."""
+    results = await mutations.push(engine, caller.agent, caller.teams, body.mutations)
+    return PushOut(results=results).model_dump_json().encode()
+
+
+class PushFastPath:
+    """Pure ASGI middleware for the push every desk sends for each thing its agent does: from an agent token
+    this process has cached, with a body that validates, it is stored and answered without FastAPI's routing,
+    dependency solving and response handling (~0.3 ms of a one-note push's ~1.5 ms), as
+    routes/inbound.py's InboundFastPath does for inbound messages. Anything else (an uncached or bad token, a
+    body that does not validate) goes on to the route above, which answers it as it always has."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != PUSH_PATH or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        engine = scope["app"].state.engine
+        token = bearer_token(scope)
+        caller = cached_caller(engine, token) if token else None
+        if caller is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            body = await _read_body(receive)
+        except HTTPException as exc:  # server/limits.BodyTooLarge, answered as FastAPI's handler would
+            await JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
+            return
+        if body is None:  # the client went away
+            return
+        try:
+            fields = PushIn.model_validate_json(body)
+        except ValidationError:
+            await self.app(scope, _replay(body, receive), send)
+            return
+        payload = await _pushed(engine, caller, fields)
+        await send({"type": "http.response.start", "status": 200, "headers": [*_JSON, (b"content-length", b"%d" % len(payload))]})
+        await send({"type": "http.response.body", "body": payload})
+
+
+PUSH_PATH = router.prefix + "/push"

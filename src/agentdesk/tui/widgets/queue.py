@@ -20,7 +20,7 @@ from agentdesk.domain.clock import utcnow
 from agentdesk.domain.text import safe_text
 from agentdesk.store.queue import QueueRow
 from agentdesk.tui.render import PRIORITY_STYLE, STATUS_STYLE, age, channel_label, customer_name, sla
-from agentdesk.tui.widgets.lines import LineView
+from agentdesk.tui.widgets.lines import LineView, fitted
 
 ROW_HEIGHT = 2
 WINDOW = 100  # rows fetched per query
@@ -28,7 +28,7 @@ LINES_KEPT = 400  # rendered lines kept (a few screens): moving the cursor re-re
 
 
 class QueueList(LineView, can_focus=True):
-    """Rows come from `fetch(offset, limit)` a window at a time; nothing outside the view is built."""
+    """Rows come from `fetch(offset, limit, total)` a window at a time; nothing outside the view is built."""
 
     DEFAULT_CSS = """
     QueueList { background: $surface; }
@@ -42,7 +42,7 @@ class QueueList(LineView, can_focus=True):
             super().__init__()
             self.row = row
 
-    def __init__(self, fetch: Callable[[int, int], list[QueueRow]], count: Callable[[], int], **kw) -> None:
+    def __init__(self, fetch: Callable[[int, int, int], list[QueueRow]], count: Callable[[], int], **kw) -> None:
         super().__init__(**kw)
         self._fetch = fetch
         self._count = count
@@ -52,7 +52,8 @@ class QueueList(LineView, can_focus=True):
         self.now: Callable[[], datetime] = utcnow
         self.me: str | None = None  # the agent's id: their own rows say "you"
         self.viewed: frozenset[str] = frozenset()  # conversations another agent has open (live presence)
-        self._lines: dict[tuple, list[Segment]] = {}  # (row, part, width, second, viewed) -> its segments
+        self._lines: dict[tuple, list[Segment]] = {}  # what a line shows (_shows) -> its segments
+        self._painted: dict[tuple, Strip] = {}  # (what it shows, the style it is painted in) -> the line as painted
 
     def reload(self) -> None:
         """The cache changed: recount, drop the window, keep the cursor on the same conversation."""
@@ -66,7 +67,7 @@ class QueueList(LineView, can_focus=True):
                     self.cursor = index
                     break
         self.cursor = max(0, min(self.cursor, self.total - 1))
-        self.virtual_size = Size(self.size.width, self.total * ROW_HEIGHT)
+        self.set_virtual_size(Size(self.size.width, self.total * ROW_HEIGHT))
         self.refresh()
 
     def mark_read(self, conversation_id: str) -> None:
@@ -74,7 +75,7 @@ class QueueList(LineView, can_focus=True):
         for index, row in self._rows.items():
             if row.id == conversation_id and row.unread:
                 self._rows[index] = replace(row, unread=False)
-                self.refresh()
+                self.refresh_lines(index * ROW_HEIGHT, ROW_HEIGHT)  # its row alone, not the whole list
 
     def set_viewed(self, viewed: frozenset[str]) -> None:
         if viewed != self.viewed:
@@ -88,7 +89,7 @@ class QueueList(LineView, can_focus=True):
             start = index - index % WINDOW
             if len(self._rows) > 4 * WINDOW:
                 self._rows.clear()
-            self._rows.update(enumerate(self._fetch(start, WINDOW), start))
+            self._rows.update(enumerate(self._fetch(start, WINDOW, self.total), start))
         return self._rows.get(index)
 
     @property
@@ -99,6 +100,7 @@ class QueueList(LineView, can_focus=True):
         if not self.total:
             return
         old, self.cursor = self.cursor, max(0, min(self.total - 1, self.cursor + delta))
+        self.paint_first()
         if not self.scroll_to_region_of(self.cursor):  # in view: repaint the two rows, not the whole list
             self.refresh_lines(old * ROW_HEIGHT, ROW_HEIGHT)
             self.refresh_lines(self.cursor * ROW_HEIGHT, ROW_HEIGHT)
@@ -132,9 +134,9 @@ class QueueList(LineView, can_focus=True):
         top, height = self.scroll_offset.y, self.scrollable_content_region.height
         y = index * ROW_HEIGHT
         if y < top:
-            self.scroll_to(y=y, animate=False)
+            self.scroll_now(y)
         elif y + ROW_HEIGHT > top + height:
-            self.scroll_to(y=y + ROW_HEIGHT - height, animate=False)
+            self.scroll_now(y + ROW_HEIGHT - height)
         else:
             return False
         self.refresh()
@@ -155,35 +157,47 @@ class QueueList(LineView, can_focus=True):
             return Strip.blank(width, style)
         if index == self.cursor:
             style = style + self.get_component_rich_style("queue--cursor")
-        segments = [Segment(s.text, style + s.style if s.style else style) for s in self._line(row, part, width)]
-        return Strip(segments).crop_extend(0, width, style)
+        key, clock = self._shows(row, part, width)
+        if (strip := self._painted.get((key, style))) is None:  # a scroll repaints every line: most are kept
+            if len(self._painted) >= LINES_KEPT:
+                self._painted.clear()
+            segments = [Segment(s.text, style + s.style if s.style else style) for s in self._line(key, clock)]
+            strip = self._painted[key, style] = fitted(segments, width, style)
+        return strip
 
-    def _line(self, row: QueueRow, part: int, width: int) -> list[Segment]:
-        """One line of a row, rendered (Rich's cell measuring and cropping are the costly part) once for what it
-        shows: the row as read, its width, the clock's second (ages, SLA) and the viewed marker."""
+    def _shows(self, row: QueueRow, part: int, width: int) -> tuple[tuple, str | Text]:
+        """What a line shows (the row as read, its width, its clock text and the viewed marker), and its clock:
+        the age, or the SLA countdown. A line is rendered again when its clock text ticks over, not every second."""
         now = self.now()
-        key = (row, part, width, int(now.timestamp()), row.id in self.viewed)
+        if part == 0:
+            clock: str | Text = age(row.last_message_at, now)
+        else:
+            clock = sla(row.sla_due, now) if row.status in ("open", "pending") else Text("")
+        return (row, part, width, str(clock), row.id in self.viewed), clock
+
+    def _line(self, key: tuple, clock: str | Text) -> list[Segment]:
+        """A line rendered (Rich's cell measuring and cropping are the costly part) once for what it shows."""
         if (segments := self._lines.get(key)) is None:
             if len(self._lines) >= LINES_KEPT:
                 self._lines.clear()
-            text = self._first_line(row, width, now) if part == 0 else self._second_line(row, width, now)
+            row, _, width = key[:3]
+            text = self._first_line(row, width, clock) if isinstance(clock, str) else self._second_line(row, width, clock)
             segments = self._lines[key] = list(text.render(self.app.console))
         return segments
 
-    def _first_line(self, row: QueueRow, width: int, now: datetime) -> Text:
+    def _first_line(self, row: QueueRow, width: int, age_text: str) -> Text:
         unread = Text("●" if row.unread else " ", style="bold cyan")
         left = Text(f"{channel_label(row.channel):<10} ", style=PRIORITY_STYLE.get(row.priority, ""))
         viewed = Text("◉ " if row.id in self.viewed else "", style="bold magenta")
-        right = Text.assemble(viewed, (f"{age(row.last_message_at, now)} ", "dim"))
+        right = Text.assemble(viewed, (f"{age_text} ", "dim"))
         name = customer_name(row.customer_name, limit=max(4, width - 2 - left.cell_len - right.cell_len))
         line = Text.assemble(unread, left, name)
         line.truncate(max(0, width - right.cell_len), pad=True)
         return line + right
 
-    def _second_line(self, row: QueueRow, width: int, now: datetime) -> Text:
+    def _second_line(self, row: QueueRow, width: int, due: Text) -> Text:
         parts = [] if row.status == "open" or width < 40 else [Text(row.status, style=STATUS_STYLE.get(row.status, ""))]
         parts.append(self._assignee(row))
-        due = sla(row.sla_due, now) if row.status in ("open", "pending") else Text("")
         if due.cell_len:
             parts.append(due)
         right = Text()  # (Text.join would give the whole line the separator's dim style)

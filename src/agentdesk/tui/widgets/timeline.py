@@ -28,7 +28,7 @@ from agentdesk.domain.clock import from_iso
 from agentdesk.domain.text import safe_text
 from agentdesk.store.timeline import CustomerTimeline, Position, TimelineItem
 from agentdesk.tui.render import STATUS_ICON, STATUS_STYLE, channel_label, span
-from agentdesk.tui.widgets.lines import LineView
+from agentdesk.tui.widgets.lines import LineView, fitted
 
 DIRECTION = {"inbound": "←", "outbound": "→", "note": "✎"}
 WINDOW = 200  # interactions read at open, and per step when the agent scrolls past the loaded ones
@@ -222,7 +222,7 @@ def continues_chat(previous: TimelineItem | None, item: TimelineItem) -> bool:
 class Block:
     """One interaction's lines, with the separators above it: a day and/or a conversation boundary."""
 
-    lines: list[Strip]
+    lines: list[list[Segment]]  # as Rich rendered them (kept as plain lists: a Strip is 9 objects for the collector)
     heading: int | None  # where the conversation boundary begins, if there is one
     body: int  # where the interaction's own lines begin
 
@@ -248,7 +248,7 @@ class Timeline(LineView, can_focus=True):
         self.marked: str | None = None  # the interaction whose conversation boundary `{`/`}` last reached
         self.highlighted: str | None = None  # the interaction `reveal` brought into view, for a moment
         self._bottom = True  # the agent is at the newest line: it stays in view as new interactions arrive
-        self._lines: list[Strip] = []
+        self._lines: list[list[Segment]] = []
         self._owner: list[int] = []  # per line: the index (in items) of the interaction it belongs to
         self._top: dict[int, int] = {}  # item index -> first line of its block
         self._body: dict[int, int] = {}  # item index -> first line of its own lines
@@ -286,10 +286,11 @@ class Timeline(LineView, can_focus=True):
 
     def action_scroll_end(self) -> None:
         """End: to the newest interaction, wherever the agent had gone back to."""
+        self.paint_first()
         if self.source is not None and (self.has_newer or self.hi < len(self.items)):
             self._open_newest()
         else:
-            self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
+            self.scroll_now(self.max_scroll_y)
 
     # Keys scroll at once, not animated: an animation repaints the whole view a dozen times per key and
     # falls behind a held key.
@@ -311,7 +312,8 @@ class Timeline(LineView, can_focus=True):
     def _scroll_by(self, lines: int) -> None:
         if not self.allow_vertical_scroll:
             raise SkipAction()
-        self.scroll_to(y=self.scroll_offset.y + lines, animate=False)
+        self.paint_first()
+        self.scroll_now(self.scroll_offset.y + lines)
 
     def reload(self) -> None:
         """The cache changed: read the loaded range again, with what is new at the newest end."""
@@ -475,8 +477,8 @@ class Timeline(LineView, can_focus=True):
         console = self.app.console
         options = console.options.update_width(self._width)
 
-        def render(*renderables: RenderableType) -> list[Strip]:
-            return [Strip(line) for r in renderables for line in console.render_lines(r, options, pad=False)]
+        def render(*renderables: RenderableType) -> list[list[Segment]]:
+            return [line for r in renderables for line in console.render_lines(r, options, pad=False)]
 
         lines = render(day_separator(day)) if new_day else []
         heading = len(lines) if boundary else None
@@ -496,7 +498,7 @@ class Timeline(LineView, can_focus=True):
             self._lines, self._owner = [], []
             return
         width = self._width
-        lines: list[Strip] = []
+        lines: list[list[Segment]] = []
         owner: list[int] = []
         self._top, self._body, self._heading_of, self._headings = {}, {}, {}, []
         for index in range(self.lo, self.hi):
@@ -512,11 +514,11 @@ class Timeline(LineView, can_focus=True):
         self._blocks = {key: value for key, value in self._blocks.items() if key in laid}  # memory follows the view
         self._lines, self._owner = lines, owner
         self._painted.clear()
-        self.virtual_size = Size(width, len(lines))
+        self.set_virtual_size(Size(width, len(lines)))
         if pin:
-            self.scroll_to(y=self.max_scroll_y, animate=False, force=True)
+            self.scroll_now(self.max_scroll_y)
         elif anchor is not None and (line := self._line_of(anchor)) is not None:
-            self.scroll_to(y=line, animate=False, force=True)
+            self.scroll_now(line)
         self.refresh()
         self._check_edges()
 
@@ -549,7 +551,7 @@ class Timeline(LineView, can_focus=True):
             reference = reference if moved is None else moved  # the laid-out lines shifted under it
         target = candidates[0] if delta > 0 else candidates[-1]
         self.marked = self.items[self._owner[target]].id
-        self.scroll_to(y=target, animate=False, force=True)
+        self.scroll_now(target)
         self.refresh()
         return True
 
@@ -581,7 +583,7 @@ class Timeline(LineView, can_focus=True):
         start = self._body[index]
         end = self._top[index + 1] if index + 1 in self._top else len(self._lines)
         if start < top or end > top + height:
-            self.scroll_to(y=max(0, start - height // 3), animate=False, force=True)
+            self.scroll_now(max(0, start - height // 3))
         self.highlighted = interaction_id
         if self._highlight_timer is not None:
             self._highlight_timer.stop()
@@ -642,7 +644,7 @@ class Timeline(LineView, can_focus=True):
         elif item_id == self.highlighted and index >= self._body[owner]:
             style = style + self.get_component_rich_style("timeline--highlight")
         line = self._lines[index]
-        return Strip([Segment(s.text, style + s.style if s.style else style) for s in line]).crop_extend(0, width, style)
+        return fitted([Segment(s.text, style + s.style if s.style else style) for s in line], width, style)
 
 
 def _local(item: TimelineItem) -> datetime:
