@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import shutil
 import threading
@@ -154,6 +155,14 @@ BOTH_BACKENDS_UNDER = ("server", "sync")  # test folders whose tests run on ever
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "db_engine" in metafunc.fixturenames and metafunc.definition.path.parent.name in BOTH_BACKENDS_UNDER:
         metafunc.parametrize("db_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def _garbage_collector_left_on():
+    """The desk pauses Python's garbage collector around a key's frame (tui/widgets/lines.py paint_first): no
+    test may end with it still off (the rest of the run would pile up garbage)."""
+    yield
+    assert gc.isenabled(), "the test left Python's garbage collector disabled"
 
 
 @pytest.fixture

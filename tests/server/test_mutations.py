@@ -594,8 +594,9 @@ def test_a_push_failing_in_the_database_is_undone_whole_and_the_pushes_around_it
 
 
 def test_a_batch_that_applies_at_once_is_stored_without_savepoints_and_answers_a_repeat(live_server):
-    """The usual batch (every mutation applies, or repeats an id) takes the plain path: no SAVEPOINT
-    statement at all; a repeat of an id stored earlier in the same transaction is answered as a duplicate."""
+    """The usual batch (every mutation applies, repeats an id, or does not parse) takes the plain path: no
+    SAVEPOINT statement at all; a repeat of an id stored earlier in the same transaction is answered as a
+    duplicate."""
     from agentdesk.server.models import Agent
 
     world = live_server.world
@@ -610,14 +611,16 @@ def test_a_batch_that_applies_at_once_is_stored_without_savepoints_and_answers_a
         teams = [world.teams["Billing"]]
         first = mutations.MutationIn(**mutation("note", conversation_id=cid, interaction_id=new_id(), channel="email", text="one"))
         second = mutations.MutationIn(**mutation("note", conversation_id=cid, interaction_id=new_id(), channel="email", text="two"))
-        pushes = [mutations.Push(alice, teams, [first]), mutations.Push(alice, teams, [second, first])]
+        malformed = mutations.MutationIn(**mutation("note", conversation_id=cid))  # no text: rejected as it parses
+        pushes = [mutations.Push(alice, teams, [first]), mutations.Push(alice, teams, [second, first, malformed])]
         sa.event.listen(live_server.engine, "before_cursor_execute", seen)
         try:
             outcomes = mutations.store_pushes(db, pushes)
         finally:
             sa.event.remove(live_server.engine, "before_cursor_execute", seen)
-    assert [[r.status for r in outcome] for outcome in outcomes] == [["applied"], ["applied", "duplicate"]]
-    assert not [s for s in statements if "SAVEPOINT" in s.upper()]
+    assert [[r.status for r in outcome] for outcome in outcomes] == [["applied"], ["applied", "duplicate", "rejected"]]
+    assert not [s for s in statements if "SAVEPOINT" in s.upper()]  # nor a second try for the malformed one
+    assert "Invalid note" in outcomes[1][2].reason
     assert get(live_server, Interaction, first.args["interaction_id"]).text == "one"
     assert conversation(live_server).version == 3
 

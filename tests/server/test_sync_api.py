@@ -145,13 +145,13 @@ def test_a_cached_token_pushes_by_the_fast_path_and_every_refusal_reads_as_befor
 
     monkeypatch.setattr(deps, "TOKEN_CACHE_SECONDS", 3600.0)  # cached throughout, however slow this machine
     fast_path: list[object] = []  # a request the fast path began to read
-    read_body = route._read_body
+    read_model = route.read_model
 
-    async def recording(receive):  # noqa: ANN001, ANN202 - the fast path's body reader
-        fast_path.append(receive)
-        return await read_body(receive)
+    async def recording(model, app, scope, receive, send):  # noqa: ANN001, ANN202 - the fast path's body reader
+        fast_path.append(scope)
+        return await read_model(model, app, scope, receive, send)
 
-    monkeypatch.setattr(route, "_read_body", recording)
+    monkeypatch.setattr(route, "read_model", recording)
     mutation = reply(live_server.world.conversations["maria-email"], "Fast and once.")
     with client(live_server) as http:
         assert http.get("/api/v1/me").status_code == 200  # loads the caller into the token cache

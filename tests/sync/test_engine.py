@@ -94,8 +94,9 @@ def test_a_damaged_account_index_only_costs_the_offline_shortcut(live_server, tm
 def test_a_page_that_is_not_json_reads_as_not_an_agentdesk_server(live_server):
     with pytest.raises(ServerUnavailable, match="not an agentdesk server"):
         SyncClient(live_server.url, "x")._call("GET", "/docs")  # FastAPI's HTML docs page, status 200
-    with pytest.raises(ServerUnavailable, match="not a usable server URL"):
-        SyncClient("http://[::1", "x")
+    for url in ("http://[::1", "https://host\t/", "http://host:port", "localhost:8000", "ftp://host"):
+        with pytest.raises(ServerUnavailable, match="not a usable server URL"):
+            SyncClient(url, "x")
 
 
 def test_a_full_disk_keeps_the_cache_usable(live_server, tmp_path):

@@ -78,22 +78,22 @@ def test_the_next_page_is_fetched_while_this_one_is_written_and_decoded_in_the_w
     assert client.decoded_in == {threading.current_thread().name}
 
 
-def test_a_page_fetched_ahead_is_not_applied_once_the_cursor_moved(tmp_path):
-    """Something else moved the cursor while the next page was on its way (only the sync thread writes it, but
-    the check costs nothing): that page starts elsewhere, so it is dropped and the next round pulls again."""
+def test_a_page_fetched_ahead_is_not_applied_once_the_cursor_moved_and_the_pull_goes_on_from_there(tmp_path):
+    """Something else moved the cursor while the next page was on its way (a page poke applied, another
+    process): that page starts elsewhere, so it is dropped, and the pull goes on from where the cursor is."""
     cache = cache_at(tmp_path, "0")
     other = Cache(cache.path)
 
     def move_the_cursor(n: int) -> None:
-        if n == 1:
+        if n == 1 and other.state("cursor") != "3":
             wait_until(lambda: other.state("cursor") == "1", "page 0 was not applied")
-            other.set_state("cursor", "elsewhere")
+            other.set_state("cursor", "3")  # as if pages 1 and 2 had come another way
 
-    client = ScriptedPulls(pages=3, on_fetch=move_the_cursor)
+    client = ScriptedPulls(pages=5, on_fetch=move_the_cursor)
     assert SyncEngine(cache.path, client).pull(cache) is True  # type: ignore[arg-type]
-    assert texts(cache) == ["message 0"]
-    assert cache.state("cursor") == "elsewhere"
-    assert client.requested[:2] == [0, 1]  # (page 2 may have been asked for already: it is dropped too)
+    assert texts(cache) == ["message 0", "message 3", "message 4"]  # page 1 (fetched ahead) dropped
+    assert cache.state("cursor") == "5"
+    assert client.requested[:2] == [0, 1] and client.requested[-2:] == [3, 4]  # (page 2, asked for ahead: dropped)
 
 
 def test_a_pages_repeated_upserts_of_a_row_leave_its_last_version(tmp_path):

@@ -48,7 +48,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -343,6 +343,9 @@ class Hub:
         self.closing = True
         for sub in list(self._subscribers):
             self._close(sub)
+            if sub.sending_since and sub.task is not None:  # stuck on a client that reads nothing: end it now
+                sub.timed_out = True
+                sub.task.cancel()
 
     @staticmethod
     def _close(sub: Subscriber) -> None:
@@ -740,7 +743,10 @@ class StreamResponse(Response):
                     sub.sending_since = time.monotonic()
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     sub.sending_since = 0.0
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # The body's end: best effort, as a client that stopped reading must not hold this task (nor, through
+            # it, the server's shutdown); the hub no longer watches this send.
+            with suppress(TimeoutError):
+                await asyncio.wait_for(send({"type": "http.response.body", "body": b"", "more_body": False}), 1.0)
         except asyncio.CancelledError:
             if not sub.timed_out:
                 raise

@@ -755,12 +755,17 @@ def _recorded(connection: sa.Connection, agent: Agent, m: MutationIn, status: st
 
 
 def _apply_plain(session: Session, agent: Agent, teams: list[str], m: MutationIn) -> MutationResult:
-    """`_apply_one` without savepoints, for a mutation that applies at the first attempt (almost all): any
-    rejection, lost race or error is raised, and the caller redoes the whole batch the careful way."""
+    """`_apply_one` without savepoints, for a mutation that applies at the first attempt (almost all). One that
+    does not parse is rejected here (nothing written yet: no reason to redo the batch, which anyone could force
+    with an unknown kind); any other rejection, lost race or error is raised, and the caller redoes the whole
+    batch the careful way."""
     connection = session.connection()
     if (seen := connection.execute(_MUTATION_BY_ID, {"id": m.id}).first()) is not None:
         return _repeat(seen)
-    applier, args = _parsed(m)
+    try:
+        applier, args = _parsed(m)
+    except Rejected as exc:
+        return _recorded(connection, agent, m, "rejected", str(exc))
     session.expunge_all()  # no stale ORM copies: earlier mutations wrote through Core
     applier(_Ctx(session, connection, agent, teams, utcnow()), args)
     session.flush()  # its ORM writes before the next mutation's, as a savepoint's end would
@@ -788,11 +793,11 @@ def store_pushes(session: Session, pushes: Sequence[Push]) -> list[list[Mutation
         outcomes: list[list[MutationResult] | Exception] = [
             [_apply_plain(session, pushed.agent, pushed.teams, m) for m in pushed.mutations] for pushed in pushes
         ]
-        session.commit()
-        return outcomes
     except Exception:  # noqa: BLE001 - whatever it was, the careful way sorts it out push by push
         session.rollback()
-    return _store_carefully(session, pushes)
+        return _store_carefully(session, pushes)
+    session.commit()  # not redone if it fails: a commit that did land would be answered "duplicate" (group commit
+    return outcomes  # answers every caller with the error instead, and their retries are told what happened)
 
 
 def _store_carefully(session: Session, pushes: Sequence[Push]) -> list[list[MutationResult] | Exception]:

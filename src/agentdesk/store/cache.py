@@ -198,7 +198,7 @@ class Cache:
         Plain `executemany` (cheaper than upsert_rows' staging): while a bootstrap loads, the search
         index and its triggers do not exist yet (finish_bootstrap builds them; reset_mirror drops them)."""
         names, marks, kept = _kept(entity, columns, rows)
-        self._bulk_load(True)
+        self.bulk_load(True)
         with self.write() as db:
             db.executemany(f"INSERT OR REPLACE INTO {entity} ({names}) VALUES ({marks})", kept)
             self.set_state(f"bootstrap.{entity}", "done" if next_after is None else f"after:{next_after}", db)
@@ -220,15 +220,15 @@ class Cache:
             db.execute("DELETE FROM sync_state WHERE key = 'bootstrapped'")
 
     def finish_bootstrap(self, cursor: str) -> None:
-        self._bulk_load(True)  # (a resumed bootstrap may have no page left to load)
+        self.bulk_load(True)  # (a resumed bootstrap may have no page left to load)
         with self.write() as db:
             _run_script(db, INDEXES)
             self.set_state("cursor", cursor, db)
             self.set_state("bootstrapped", "1", db)
-        self._bulk_load(False)
+        self.bulk_load(False)
         self.db.execute("PRAGMA wal_checkpoint")
 
-    def _bulk_load(self, on: bool) -> None:
+    def bulk_load(self, on: bool) -> None:
         """While a bootstrap loads, this connection caches more pages (the interactions arrive in conversation
         order, so their id index is written all over) and checkpoints the WAL rarely (a checkpoint syncs the
         disk; each page still commits with its progress, so a killed bootstrap resumes as before)."""

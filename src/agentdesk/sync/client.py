@@ -35,6 +35,8 @@ class SyncClient:
             parts.port  # noqa: B018 - raises on a port that is not a number
         except ValueError as exc:
             raise ServerUnavailable(f"{server_url!r} is not a usable server URL ({exc})") from exc
+        if any(c.isspace() or not c.isprintable() for c in server_url):  # urlsplit drops tabs and newlines
+            raise ServerUnavailable(f"{server_url!r} is not a usable server URL (it holds a space or a control character)")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ServerUnavailable(f"{server_url!r} is not a usable server URL (it needs http:// or https:// and a host)")
         self._headers = {"Authorization": f"Bearer {token}", "User-Agent": "agentdesk"}

@@ -175,6 +175,8 @@ class SyncEngine:
                     failures += 1
                     self._report(cache, online=False, error=f"sync failed: {type(exc).__name__}: {exc}")
                 self._failing = failures > 0
+                if not failures and (self._pages or self._poked_seq > self._pulled_seq):
+                    self._wake.set()  # pokes that came while failing did not wake us (_on_poke): see to them now
                 poll = not self._wake.wait(self._delay(failures))  # the timer's round polls; a poke's need not
         finally:
             if stream is not None:
@@ -252,15 +254,18 @@ class SyncEngine:
         todo = [(entity, progress.removeprefix("after:")) for entity in MIRROR_TABLES
                 if (progress := cache.state(f"bootstrap.{entity}", "after:")) != "done"]
         loaded: dict[str, int] = {}
-        with closing(self._bootstrap_pages(todo)) as pages:  # closed at once if a write fails: the fetcher ends
-            for entity, page in pages:
-                if cursor is None:  # the first page's cursor: pull from there re-applies anything newer
-                    cursor = page["cursor"]
-                    cache.set_state("bootstrap.cursor", cursor)
-                cache.apply_bootstrap_page(entity, page["columns"], page["rows"], page["next_after"])
-                loaded[entity] = loaded.get(entity, 0) + len(page["rows"])
-                self._report(cache, online=True, bootstrapping=f"{entity} {loaded[entity]:,}")
-        cache.finish_bootstrap(cursor or "")
+        try:
+            with closing(self._bootstrap_pages(todo)) as pages:  # closed at once if a write fails: the fetcher ends
+                for entity, page in pages:
+                    if cursor is None:  # the first page's cursor: pull from there re-applies anything newer
+                        cursor = page["cursor"]
+                        cache.set_state("bootstrap.cursor", cursor)
+                    cache.apply_bootstrap_page(entity, page["columns"], page["rows"], page["next_after"])
+                    loaded[entity] = loaded.get(entity, 0) + len(page["rows"])
+                    self._report(cache, online=True, bootstrapping=f"{entity} {loaded[entity]:,}")
+            cache.finish_bootstrap(cursor or "")
+        finally:
+            cache.bulk_load(False)  # the connection's usual page cache and checkpoints, however the load ended
 
     def _bootstrap_pages(self, todo: list[tuple[str, str]]) -> Iterator[tuple[str, dict]]:
         """(entity, page) for each (entity, after) still to load, in order. The next page is requested, in a
@@ -331,11 +336,16 @@ class SyncEngine:
         while True:
             # The thread only moves bytes; decoded there, the page would compete for the GIL with the writes.
             ahead = in_thread(self.client.pull_page, page["cursor"], self.page_size) if page["has_more"] else None
-            if me := cache.identity():
-                self._assigned += newly_assigned(cache, page["changes"], me.agent_id)
+            me = cache.identity()
+            assigned = newly_assigned(cache, page["changes"], me.agent_id) if me else []
             count = cache.apply_changes(page["changes"], page["cursor"], after=cursor)
-            applied += max(count, 0)
-            if ahead is None or count < 0:  # done, or the cursor moved: the next round pulls from there
+            if count < 0:  # the cursor moved (a page poke, another process): on from where it is now
+                cursor = cache.state("cursor")
+                page = self.client.pull(cursor or "", self.page_size)
+                continue
+            applied += count
+            self._assigned += assigned
+            if ahead is None:
                 return applied > 0
             cursor, page = page["cursor"], self.client.decode(ahead.result())
 

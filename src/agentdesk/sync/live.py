@@ -139,7 +139,11 @@ class LiveStream:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
-        http = self._open_http()
+        try:
+            http = self._open_http()
+        except Exception as exc:  # noqa: BLE001 - e.g. a server URL httpx refuses: the desk stays on polling
+            self.error = f"{type(exc).__name__}: {exc}"
+            return
         failures = 0
         try:
             while not self._stop.is_set():

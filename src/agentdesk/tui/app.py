@@ -75,6 +75,7 @@ KEY_REPEAT_GAP = 0.05  # s: queue moves closer together than this are a held key
 NO_OPEN_FIRST = frozenset({
     "queue_move", "open_conversation", "quit", "help", "search", "command_palette", "toggle_availability",
 })
+EARLY_INPUT = (events.InputEvent, events.Paste)  # held until the desk is whole (AgentDesk.on_event)
 _FROZEN: set[str] = set()  # the gc.freeze stages done in this process
 
 
@@ -136,7 +137,7 @@ class AgentDesk(App[None]):
         self._last_move = 0.0
         self._shown_id: str | None = None  # the conversation the agent last moved to or opened (may be ahead of open_row)
         self._status_bar: Static | None = None  # set at mount; see closing()
-        self._early_input: list[events.InputEvent] | None = []  # input before finish_startup, held until it is done
+        self._early_input: list[events.Event] | None = []  # input before finish_startup, held until it is done
         # Textual matches key names ("question_mark"), so a "?" from the file or the defaults is named first.
         self.keys_by_id = {s.id: ",".join(parse_key_list((keymap or {}).get(s.id, s.keys))) for s in DEFAULT_KEYMAP}
         self._keymap_actions = [spec.action for spec in DEFAULT_KEYMAP]
@@ -186,7 +187,7 @@ class AgentDesk(App[None]):
         mounts = self.query_one("#conversation-pane").mount(composer_widgets().Composer(self.canned, id="composer")), self.mount(Footer())
         for mounted in mounts:
             await mounted
-        self._early_input, early = None, self._early_input  # (nothing below awaits: no input comes in between)
+        self._early_input, early = None, self._early_input  # handled last, below, before any input that came since
         if self.engine is not None:
             # post_message is thread-safe and never blocks the sync thread on the UI
             self.engine.on_status = lambda status: self.post_message(SyncStatusChanged(status))
@@ -201,11 +202,11 @@ class AgentDesk(App[None]):
         # The widget tree, its styles and caches live as long as the desk: frozen too, a full collection (due
         # every few keys, as Textual's strips hold reference cycles) walks half as much (~40 -> ~20 ms).
         _freeze_once("desk")
-        for event in early:
-            self.post_message(event)
+        for event in early:  # handled here, in order: posted again they would queue behind input that came since
+            await super().on_event(event)
 
     async def on_event(self, event: events.Event) -> None:
-        if self._early_input is not None and isinstance(event, events.InputEvent) and not event.is_forwarded:
+        if self._early_input is not None and isinstance(event, EARLY_INPUT) and not event.is_forwarded:
             self._early_input.append(event)  # a key before finish_startup: acted on once the desk is whole
             return
         await super().on_event(event)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -21,6 +21,8 @@ from agentdesk.server.routing import NoTeam
 router = APIRouter(prefix="/api/v1/interactions", tags=["integration"])
 INBOUND_PATH = f"{router.prefix}/inbound"
 
+
+Model = TypeVar("Model", bound=BaseModel)
 
 class InboundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -125,22 +127,47 @@ class InboundFastPath:
         if integration is None:
             await self.app(scope, receive, send)
             return
-        try:
-            body = await _read_body(receive)
-            if body is None:  # the client went away
-                return
-            try:
-                fields = InboundIn.model_validate_json(body)
-            except ValidationError:
-                await self.app(scope, _replay(body, receive), send)
-                return
-            status, answer = await _accept(state, integration, fields)
-        except HTTPException as exc:  # as FastAPI's handler answers it (server/limits.BodyTooLarge included)
-            await JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
+        fields = await read_model(InboundIn, self.app, scope, receive, send)
+        if fields is None:
             return
-        payload = json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode()  # JSONResponse's bytes, sent directly
-        await send({"type": "http.response.start", "status": status, "headers": [*_JSON, (b"content-length", b"%d" % len(payload))]})
-        await send({"type": "http.response.body", "body": payload})
+        try:
+            status, answer = await _accept(state, integration, fields)
+        except HTTPException as exc:
+            await answer_error(exc, scope, receive, send)
+            return
+        await send_json(send, status, json.dumps(answer, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+# --- the ASGI fast paths' pieces (this one's, routes/sync.py PushFastPath's) ------------------------------------------
+
+
+async def read_model(model: type[Model], app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Model | None:
+    """The request body, validated as `model`; None once the request is dealt with otherwise: the client went
+    away, the body was too large (413), or it does not validate (passed on to `app`, the route, which words
+    the 422 as it always has)."""
+    try:
+        body = await _read_body(receive)
+    except HTTPException as exc:  # server/limits.BodyTooLarge
+        await answer_error(exc, scope, receive, send)
+        return None
+    if body is None:  # the client went away
+        return None
+    try:
+        return model.model_validate_json(body)
+    except ValidationError:
+        await app(scope, _replay(body, receive), send)
+        return None
+
+
+async def answer_error(exc: HTTPException, scope: Scope, receive: Receive, send: Send) -> None:
+    """As FastAPI's exception handler answers it."""
+    await JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
+
+
+async def send_json(send: Send, status: int, payload: bytes) -> None:
+    """A JSON answer's bytes, sent directly (as JSONResponse would)."""
+    await send({"type": "http.response.start", "status": status, "headers": [*_JSON, (b"content-length", b"%d" % len(payload))]})
+    await send({"type": "http.response.body", "body": payload})
 
 
 _JSON = [(b"content-type", b"application/json")]

@@ -10,8 +10,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentdesk.server.compaction import horizon
 from agentdesk.server.db import session as open_session
@@ -28,7 +27,7 @@ from agentdesk.server.models import (
 from agentdesk.server import mutations
 from agentdesk.server.mutations import MutationIn, MutationResult
 from agentdesk.server.limits import ASGIApp, Receive, Scope, Send, bearer_token
-from agentdesk.server.routes.inbound import _JSON, _read_body, _replay  # the ASGI fast path's helpers
+from agentdesk.server.routes.inbound import read_model, send_json  # the ASGI fast paths' pieces
 from agentdesk.server.visibility import conversation_visible, customer_visible
 from agentdesk.server.wire import ENTITIES, columns
 
@@ -317,21 +316,9 @@ class PushFastPath:
         if caller is None:
             await self.app(scope, receive, send)
             return
-        try:
-            body = await _read_body(receive)
-        except HTTPException as exc:  # server/limits.BodyTooLarge, answered as FastAPI's handler would
-            await JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)(scope, receive, send)
-            return
-        if body is None:  # the client went away
-            return
-        try:
-            fields = PushIn.model_validate_json(body)
-        except ValidationError:
-            await self.app(scope, _replay(body, receive), send)
-            return
-        payload = await _pushed(engine, caller, fields)
-        await send({"type": "http.response.start", "status": 200, "headers": [*_JSON, (b"content-length", b"%d" % len(payload))]})
-        await send({"type": "http.response.body", "body": payload})
+        fields = await read_model(PushIn, self.app, scope, receive, send)
+        if fields is not None:
+            await send_json(send, 200, await _pushed(engine, caller, fields))
 
 
 PUSH_PATH = router.prefix + "/push"

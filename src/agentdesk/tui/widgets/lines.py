@@ -50,6 +50,9 @@ class LineView(ScrollView):
             return False
         return super()._size_updated(size, virtual_size, container_size, layout)
 
+    def on_unmount(self) -> None:
+        gc.enable()  # a paint_first whose frame never came (the app quit first) must not leave it off for good
+
     def paint_first(self) -> None:
         """Hold Python's cyclic garbage collector until the next frame is on screen: a full collection (20-40 ms
         here; Textual's strips hold reference cycles, so one falls due every few keys) that comes due while a
@@ -58,6 +61,8 @@ class LineView(ScrollView):
             gc.disable()
             if not self.call_after_refresh(gc.enable):  # closing: nothing will be painted
                 gc.enable()
+            else:
+                self.set_timer(0.5, gc.enable)  # should that callback be dropped (its screen popped first)
 
     def scroll_now(self, y: float) -> None:
         """Scroll to line `y` before the next frame. (Textual's scroll_to waits for a refresh first: a key's
