@@ -533,7 +533,10 @@ def steady_phase(server: ServerProcess, agents: list[dict[str, Any]], world: Any
             "timeout": args.timeout,
             "conversations": world.conversations, "texts": texts}
     log(f"steady ({mode}): {len(agents)} agents, {STEADY_MODES[mode]}, for {args.duration:g} s")
-    spec["start_at"] = time.time() + 1.0 + 0.3 * args.procs
+    # Live desks open their streams (and make the pull a stream's start asks for) before their agents write, as
+    # desks open before work: a settling time, so 250 desks connecting in the same second is not in the window.
+    settle = 2.0 + len(agents) / 100 if mode == "live" else 0.0
+    spec["start_at"] = time.time() + 1.0 + 0.3 * args.procs + settle
     window = CpuWindow(server, spec["start_at"] + 1.0, spec["start_at"] + args.duration)
     result = run_phase(spec, args.procs)
     server_cpu = window.util()
@@ -676,10 +679,16 @@ def main(argv: list[str]) -> None:
     conv_per_team = [n_conversations // teams + (i < n_conversations % teams) for i in range(teams)]
     world = seed_world(db, agents_per_team=per_team, conversations_per_team=conv_per_team,
                        interactions_per_conversation=3, customers=max(100, n_conversations * 2 // 5))
-    agents = [{"token": a.token, "team": a.team_id, "cursor": ""} for a in world.agents]
     import sqlite3
 
-    texts = [t for t, in sqlite3.connect(db).execute("SELECT DISTINCT text FROM interaction LIMIT 2000")]
+    from agentdesk.server.routes.sync import encode_cursor
+
+    seeded = sqlite3.connect(db)
+    texts = [t for t, in seeded.execute("SELECT DISTINCT text FROM interaction LIMIT 2000")]
+    # Steady sync is measured for desks that are open and caught up, as a bootstrap leaves them (at the log's
+    # head): 250 desks pulling the whole seeded history at once is a bootstrap storm, not what this measures.
+    head = encode_cursor(seeded.execute("SELECT coalesce(max(seq), 0) FROM change").fetchone()[0])
+    agents = [{"token": a.token, "team": a.team_id, "cursor": head} for a in world.agents]
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
 
@@ -687,7 +696,7 @@ def main(argv: list[str]) -> None:
                               "config": {"agents": n_agents, "teams": teams, "dataset": world.counts,
                                          "concurrency": args.concurrency, "loadgen_procs": args.procs,
                                          "request_timeout_s": args.timeout,
-                                         "uvicorn": "1 worker, h11, asyncio (agentdesk.server.run.serve)"}}
+                                         "uvicorn": "1 worker, uvicorn defaults: httptools and uvloop when installed (agentdesk.server.run.serve)"}}
     what_if = {"tcp_nodelay": args.tcp_nodelay, "pool_size": args.pool_size}
     result["config"]["what_if"] = what_if if any(what_if.values()) else None
     with ServerProcess(bare=True, tcp_nodelay=args.tcp_nodelay, grace=grace) as bare_server:

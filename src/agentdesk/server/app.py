@@ -12,6 +12,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 from fastapi import FastAPI
 
+from agentdesk.runtime import freeze_once
 from agentdesk.server.events import Hub
 from agentdesk.server.jobs import JobsConfig
 from agentdesk.server.jobs import run_forever as run_jobs
@@ -45,6 +46,7 @@ def create_app(engine: sa.Engine, *, hub: Hub | None = None, settings: Settings 
         ]
         _app.state.channels = channels.ChannelContext(engine, config, hub)  # .listening: the ports listeners bound
         stops = await channels.start_listeners(_app.state.channels)
+        freeze_once("server")  # full collections then skip what start-up built (they were the push p99's spikes)
         try:
             yield
         finally:

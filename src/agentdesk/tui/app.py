@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import sqlite3
 import time
@@ -24,6 +23,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static
 
 from agentdesk.config.keymap import DEFAULT_KEYMAP, KeySpec
+from agentdesk.runtime import freeze_once
 from agentdesk.config.keynames import parse_key_list
 from agentdesk.domain.clock import to_iso, utcnow
 from agentdesk.domain.text import clean, clean_line, safe_text
@@ -76,15 +76,6 @@ NO_OPEN_FIRST = frozenset({
     "queue_move", "open_conversation", "quit", "help", "search", "command_palette", "toggle_availability",
 })
 EARLY_INPUT = (events.InputEvent, events.Paste)  # held until the desk is whole (AgentDesk.on_event)
-_FROZEN: set[str] = set()  # the gc.freeze stages done in this process
-
-
-def _freeze_once(stage: str) -> None:
-    """gc.freeze() once per stage and process: a process that opens many desks (a test run) would otherwise
-    freeze each earlier desk's garbage for good."""
-    if stage not in _FROZEN:
-        _FROZEN.add(stage)
-        gc.freeze()
 
 
 class SyncStatusChanged(Message):
@@ -114,7 +105,7 @@ class AgentDesk(App[None]):
         canned: Iterable[Any] = (),
         notices: Iterable[str] = (),
     ) -> None:
-        _freeze_once("imports")  # what the imports built lives as long as the process: no collection need walk
+        freeze_once("desk imports")  # what the imports built lives as long as the process: no collection need walk
         # it again (a full one took ~20 ms of the first frame)
         super().__init__()
         self.startup_notices = list(notices)  # for the agent as the desk opens (a rebuilt cache, say)
@@ -201,7 +192,7 @@ class AgentDesk(App[None]):
         self.set_interval(1.0, self.refresh_status)
         # The widget tree, its styles and caches live as long as the desk: frozen too, a full collection (due
         # every few keys, as Textual's strips hold reference cycles) walks half as much (~40 -> ~20 ms).
-        _freeze_once("desk")
+        freeze_once("desk")
         for event in early:  # handled here, in order: posted again they would queue behind input that came since
             await super().on_event(event)
 
