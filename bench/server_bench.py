@@ -48,6 +48,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter, deque
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -213,20 +214,28 @@ class _LiveDesk:
                 self.out["pages_dropped"] += 1
         return reached
 
-    async def pull(self, why: str) -> bool:
-        """One pull request; True if the page says there is more."""
+    async def _answer(self, kind: str, request: Awaitable[Any]) -> tuple[Any, float] | None:
+        """The request's 200 answer and the seconds it took; None (an error of `kind`, counted) otherwise."""
         import httpx
 
         t0 = time.perf_counter()
         try:
-            r = await self.client.get(PULL, params={"cursor": self.a["cursor"], "limit": PULL_PAGE}, headers=self.headers)
+            r = await request
         except httpx.HTTPError as exc:
-            self.out["errors"][f"pull {type(exc).__name__}"] += 1
-            return False
+            self.out["errors"][f"{kind} {type(exc).__name__}"] += 1
+            return None
         if r.status_code != 200:
-            self.out["errors"][f"pull HTTP {r.status_code}"] += 1
+            self.out["errors"][f"{kind} HTTP {r.status_code}"] += 1
+            return None
+        return r, time.perf_counter() - t0
+
+    async def pull(self, why: str) -> bool:
+        """One pull request; True if the page says there is more."""
+        params = {"cursor": self.a["cursor"], "limit": PULL_PAGE}
+        if (answer := await self._answer("pull", self.client.get(PULL, params=params, headers=self.headers))) is None:
             return False
-        self.out["pull_lat"].append(time.perf_counter() - t0)
+        r, took = answer
+        self.out["pull_lat"].append(took)
         self.out["pull_" + why] += 1
         self.in_window("pulls")
         body = r.content
@@ -236,22 +245,15 @@ class _LiveDesk:
 
     async def push(self) -> bool:
         """SyncEngine.push: the whole outbox in one request."""
-        import httpx
-
         if not self.outbox:
             return False
         sending, self.outbox = self.outbox[:500], self.outbox[500:]
-        t0 = time.perf_counter()
-        try:
-            r = await self.client.post(PUSH, json={"mutations": [m for m, _ in sending]}, headers=self.headers)
-        except httpx.HTTPError as exc:
-            self.out["errors"][f"push {type(exc).__name__}"] += 1
+        request = self.client.post(PUSH, json={"mutations": [m for m, _ in sending]}, headers=self.headers)
+        if (answer := await self._answer("push", request)) is None:
             return True
-        if r.status_code != 200:
-            self.out["errors"][f"push HTTP {r.status_code}"] += 1
-            return True
+        r, took = answer
         done = time.perf_counter()
-        self.out["push_lat"].append(done - t0)
+        self.out["push_lat"].append(took)
         self.out["note_lat"].extend(done - written for _, written in sending)
         self.in_window("pushes")
         for result in r.json()["results"]:

@@ -257,7 +257,8 @@ async def test_channels_show_their_facts_and_x_expands_quotes_and_transcripts(tm
 # --- reveal (for search) ------------------------------------------------------------------------------------
 
 
-async def test_reveal_loads_back_to_an_old_interaction_and_highlights_it(tmp_path):
+async def test_reveal_loads_back_to_an_old_interaction_and_highlights_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("agentdesk.tui.widgets.timeline.HIGHLIGHT_SECONDS", 60.0)  # still on when looked at, however slow the machine
     app = desk(tmp_path, 5000)
     async with app.run_test(size=SIZE) as pilot:
         timeline = await opened(pilot)
