@@ -24,6 +24,7 @@ INBOUND_PATH = f"{router.prefix}/inbound"
 
 Model = TypeVar("Model", bound=BaseModel)
 
+
 class InboundIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     channel: Literal["phone", "email", "chat", "sms", "whatsapp"]
