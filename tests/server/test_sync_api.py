@@ -44,13 +44,22 @@ def test_me_names_the_agent_and_teams(live_server):
     assert me["team_ids"] == [live_server.world.teams["Billing"]]
 
 
+def one_row_pages(http: httpx.Client, entity: str, **params: str) -> list[dict]:
+    """Every bootstrap page of `entity`, one row a page, following `next_after` to the end."""
+    pages, after = [], ""
+    while after is not None:
+        pages.append(http.get("/api/v1/sync/bootstrap", params={"entity": entity, "after": after, "limit": 1, **params}).json())
+        after = pages[-1]["next_after"]
+    return pages
+
+
+def as_dicts(pages: list[dict]) -> list[dict]:
+    return [dict(zip(page["columns"], row)) for page in pages for row in page["rows"]]
+
+
 def test_bootstrap_pages_only_what_the_agent_may_see(live_server):
     with client(live_server) as http:
-        rows, after = [], ""
-        while after is not None:
-            page = http.get("/api/v1/sync/bootstrap", params={"entity": "conversations", "after": after, "limit": 1}).json()
-            rows += [dict(zip(page["columns"], row)) for row in page["rows"]]
-            after = page["next_after"]
+        rows = as_dicts(one_row_pages(http, "conversations"))
     ids = {row["id"] for row in rows}
     world = live_server.world
     assert world.conversations["maria-email"] in ids
@@ -58,19 +67,14 @@ def test_bootstrap_pages_only_what_the_agent_may_see(live_server):
     assert len(ids) == len(rows) == 2
 
 
-
 def test_bootstrap_pages_carry_the_columns_asked_for_and_their_key(live_server):
     """A cache asks for the columns it keeps: the page carries those the table has (and the page key's, asked
     or not), in the table's order, and still pages on; without `columns`, every column."""
     with client(live_server) as http:
         full = http.get("/api/v1/sync/bootstrap", params={"entity": "interactions"}).json()
-        rows, after = [], ""
-        while after is not None:
-            params = {"entity": "interactions", "after": after, "limit": 1, "columns": "text,no_such_column,id"}
-            page = http.get("/api/v1/sync/bootstrap", params=params).json()
-            assert page["columns"] == ["id", "conversation_id", "text"]
-            rows += page["rows"]
-            after = page["next_after"]
+        pages = one_row_pages(http, "interactions", columns="text,no_such_column,id")
+    assert all(page["columns"] == ["id", "conversation_id", "text"] for page in pages)
+    rows = [row for page in pages for row in page["rows"]]
     assert "external_id" in full["columns"]
     keep = [full["columns"].index(name) for name in ("id", "conversation_id", "text")]
     assert rows == [[row[i] for i in keep] for row in full["rows"]]
@@ -80,11 +84,7 @@ def test_bootstrap_pages_interactions_by_conversation_each_once(live_server):
     """Interactions page in (conversation, id) order with a compound `next_after`: one-row pages cross from one
     conversation to the next without skipping or repeating a row, and show only the agent's teams'."""
     with client(live_server) as http:
-        rows, after = [], ""
-        while after is not None:
-            page = http.get("/api/v1/sync/bootstrap", params={"entity": "interactions", "after": after, "limit": 1}).json()
-            rows += [dict(zip(page["columns"], row)) for row in page["rows"]]
-            after = page["next_after"]
+        rows = as_dicts(one_row_pages(http, "interactions"))
         page = http.get("/api/v1/sync/bootstrap", params={"entity": "conversations"}).json()
         conversations = [row[page["columns"].index("id")] for row in page["rows"]]
     ids = [row["id"] for row in rows]
