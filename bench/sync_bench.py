@@ -275,7 +275,7 @@ def main(argv: list[str]) -> None:
         # (a) bootstrap ------------------------------------------------------------------------------------
         cache_path = tmp / "cache.sqlite3"
         client = SyncClient(server.url, desk_agent.token)
-        log(f"bootstrap into a fresh cache (pages of {BOOTSTRAP_PAGE:,} rows)")
+        log(f"server started; idle after {server.wait_idle():.1f} s. Bootstrap into a fresh cache (pages of {BOOTSTRAP_PAGE:,} rows)")
         cpu0, pcpu0 = server.cpu(), time.process_time()
         with ClientProfile(args.profile / "sync_client_bootstrap.pstats" if args.profile else None):
             t0 = time.perf_counter()

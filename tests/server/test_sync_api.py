@@ -11,6 +11,7 @@ from sqlmodel import select
 
 from agentdesk.server.db import session
 from agentdesk.server.models import Delivery, Interaction
+from agentdesk.sync.client import SyncClient
 
 
 def client(live, email: str = "alice@example.com") -> httpx.Client:
@@ -94,6 +95,22 @@ def test_bootstrap_pages_interactions_by_conversation_each_once(live_server):
         visible = set(db.exec(select(Interaction.id).where(Interaction.conversation_id.in_(conversations))))  # type: ignore[attr-defined]
     assert set(ids) == visible
     assert [(r["conversation_id"], r["id"]) for r in rows] == sorted((r["conversation_id"], r["id"]) for r in rows)
+
+
+@pytest.mark.parametrize("header", [True, False], ids=["header", "older-server"])
+def test_the_client_learns_the_next_page_key_before_decoding(live_server, header):
+    """The sync client follows the pages by the key the server sends as a header (percent-encoded: an
+    interactions key is a JSON pair), the same as the body's; from a server without it, by the body's."""
+    sync = SyncClient(live_server.url, live_server.world.tokens["alice@example.com"])
+    if not header:
+        sync.http.event_hooks["response"].append(lambda response: response.headers.pop("Agentdesk-Next-After"))
+    keys, after = [], ""
+    while after is not None:
+        body, after = sync.bootstrap_page("interactions", after, 1, ["id", "text"])
+        assert sync.decode(body)["next_after"] == after
+        keys.append(after)
+    sync.close()
+    assert len(keys) > 2 and keys[-1] is None and all('","' in key for key in keys[:-1])
 
 
 def test_push_applies_once_and_pull_returns_it(live_server):

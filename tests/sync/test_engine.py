@@ -13,7 +13,7 @@ from agentdesk.server.changes import record_upsert
 from agentdesk.server.models import Conversation
 from agentdesk.store.cache import Cache
 from agentdesk.sync.client import ServerUnavailable, SyncClient
-from agentdesk.sync.engine import SyncEngine
+from agentdesk.sync.engine import BOOTSTRAP_AHEAD, SyncEngine
 
 
 def engine_for(live, tmp_path, email="alice@example.com"):
@@ -171,7 +171,8 @@ class EndlessPages:
             self.hold.wait()
         if self.fail_after is not None and len(after) >= self.fail_after:
             raise ServerUnavailable("gone mid-bootstrap")
-        return json.dumps({"cursor": "1", "columns": ["id"], "rows": [[after + "x"]], "next_after": after + "x"}).encode()
+        body = json.dumps({"cursor": "1", "columns": ["id"], "rows": [[after + "x"]], "next_after": after + "x"}).encode()
+        return body, after + "x"
 
     def decode(self, body: bytes) -> dict:
         self.decoded_in.add(threading.current_thread().name)
@@ -190,17 +191,18 @@ def wait_until(condition, what: str) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("taken", [0, 1, 3])
-def test_the_bootstrap_fetches_one_page_ahead_and_decodes_in_the_writing_thread(tmp_path, taken):
-    """While a page is written the next one is fetched, in another thread; it is decoded in the writing thread
-    (decoding in the fetcher had the two threads trade the GIL row by row with executemany)."""
+def test_the_bootstrap_fetches_pages_ahead_and_decodes_in_the_writing_thread(tmp_path, taken):
+    """While a page is written the next BOOTSTRAP_AHEAD are fetched, in another thread; they are decoded in the
+    writing thread (decoding in the fetcher had the two threads trade the GIL row by row with executemany)."""
     client = EndlessPages()
     engine = SyncEngine(tmp_path / "cache.sqlite3", client)  # type: ignore[arg-type]
     with closing(engine._bootstrap_pages([("teams", "")])) as pages:
         for _ in zip(range(taken + 1), pages, strict=False):
             pass
-        wait_until(lambda: client.requests == taken + 2, "the next page was not requested")
+        wait_until(lambda: client.requests == taken + 1 + BOOTSTRAP_AHEAD, "the next pages were not requested")
         time.sleep(0.05)
-        assert client.requests == taken + 2  # one ahead, no more
+        assert client.requests == taken + 1 + BOOTSTRAP_AHEAD  # so far ahead, no more
+    wait_until(lambda: not bootstrap_fetchers(), "the fetcher, waiting to hand over a page, was left behind")
     assert client.decoded_in == {threading.current_thread().name}
     assert client.fetched_in == {"agentdesk-fetch"}
 

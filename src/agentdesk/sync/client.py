@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:  # imported where used: the desk imports this module before its first frame (httpx ~60 ms)
     import httpx
@@ -106,10 +106,15 @@ class SyncClient:
     def me(self) -> dict[str, Any]:
         return self._call("GET", "/api/v1/me")
 
-    def bootstrap_page(self, entity: str, after: str, limit: int, columns: Sequence[str]) -> bytes:
-        """A page of `entity` with these `columns` (and the page key's), undecoded: see `decode`."""
+    def bootstrap_page(self, entity: str, after: str, limit: int, columns: Sequence[str]) -> tuple[bytes, str | None]:
+        """A page of `entity` with these `columns` (and the page key's), undecoded (see `decode`), and the key
+        the next page starts after (None after the last), which the server also sends as a header so that the
+        next request need not wait for this page's decoding. A server without that header: read in the body."""
         params = {"entity": entity, "after": after, "limit": limit, "columns": ",".join(columns)}
-        return self._send("GET", "/api/v1/sync/bootstrap", params=params).content
+        response = self._send("GET", "/api/v1/sync/bootstrap", params=params)
+        if (next_after := response.headers.get("Agentdesk-Next-After")) is None:
+            return response.content, self.decode(response.content)["next_after"]
+        return response.content, unquote(next_after) or None
 
     def pull(self, cursor: str, limit: int) -> dict[str, Any]:
         return self.decode(self.pull_page(cursor, limit))

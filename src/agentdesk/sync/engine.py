@@ -9,6 +9,7 @@ changes along: when its page starts at the cache's cursor the engine applies it 
 
 from __future__ import annotations
 
+import queue
 import random
 import threading
 from collections import deque
@@ -31,6 +32,7 @@ from agentdesk.sync.presence import Announcer
 T = TypeVar("T")
 
 BOOTSTRAP_PAGE = 10000  # rows per bootstrap request: few round trips, bounded memory
+BOOTSTRAP_AHEAD = 4  # pages requested ahead of the one being written (~4 MB each): the slower ones come meanwhile
 # Changes per pull request. A catch-up writes the cache's index pages once per transaction, and each page is
 # one: 10,000 changes cost ~25% less client CPU in pages of 5,000 than of 1,000 (bench/sync_bench.py), while one
 # page's transaction stays short (~0.3 s), as the desk's own writes wait for it.
@@ -268,25 +270,41 @@ class SyncEngine:
             cache.bulk_load(False)  # the connection's usual page cache and checkpoints, however the load ended
 
     def _bootstrap_pages(self, todo: list[tuple[str, str]]) -> Iterator[tuple[str, dict]]:
-        """(entity, page) for each (entity, after) still to load, in order. The next page is requested, in a
-        thread, as soon as this one is decoded, so the server's work overlaps the cache's writes (a page fetched
-        but not written when the bootstrap stops is simply fetched again on resume). That thread only moves
-        bytes; the pages are decoded here: decoding them there had the two threads trade the GIL row by row
-        (executemany releases it for every row), which made the writes several times slower. A daemon thread:
-        quitting mid-bootstrap does not wait for its request (in_thread)."""
-        def fetch(entity: str, after: str) -> tuple[str, Future[bytes]]:
-            return entity, in_thread(self.client.bootstrap_page, entity, after, BOOTSTRAP_PAGE, MIRROR_TABLES[entity])
+        """(entity, page) for each (entity, after) still to load, in order. A thread of its own requests the
+        pages, up to BOOTSTRAP_AHEAD ahead of the one being written, following the next page's key that the
+        server sends as a header; so the server's work overlaps the cache's writes (a page fetched but not
+        written when the bootstrap stops is simply fetched again on resume). That thread only moves bytes; the
+        pages are decoded here: decoding them there had the two threads trade the GIL row by row (executemany
+        releases it for every row), which made the writes several times slower. A daemon thread: quitting
+        mid-bootstrap does not wait for its request."""
+        fetched: queue.Queue[tuple[str, bytes] | BaseException | None] = queue.Queue(BOOTSTRAP_AHEAD - 1)  # + 1 in hand
+        stop = threading.Event()
 
-        entities = iter(todo)
-        ahead = fetch(*first) if (first := next(entities, None)) else None
-        while ahead is not None:
-            entity, body = ahead
-            page = self.client.decode(body.result())
-            if page["next_after"] is not None:
-                ahead = fetch(entity, page["next_after"])
-            else:
-                ahead = fetch(*following) if (following := next(entities, None)) else None
-            yield entity, page
+        def fetch_all() -> None:
+            try:
+                for entity, after in todo:
+                    next_after: str | None = after
+                    while next_after is not None:
+                        if stop.is_set():
+                            return
+                        body, next_after = self.client.bootstrap_page(entity, next_after, BOOTSTRAP_PAGE, MIRROR_TABLES[entity])
+                        fetched.put((entity, body))
+                fetched.put(None)
+            except BaseException as exc:  # noqa: BLE001 - raised in the writing thread
+                fetched.put(exc)
+
+        threading.Thread(target=fetch_all, name="agentdesk-fetch", daemon=True).start()
+        try:
+            while (item := fetched.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                entity, body = item
+                yield entity, self.client.decode(body)
+        finally:  # stopped early: room for the fetcher's one last put, after which it sees `stop` and ends
+            stop.set()
+            with fetched.mutex:
+                fetched.queue.clear()
+                fetched.not_full.notify_all()
 
     def push(self, cache: Cache) -> bool:
         """Send the outbox in order; each answer settles its row (a rejection rolls back)."""

@@ -6,6 +6,7 @@ import base64
 import json
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import sqlalchemy as sa
@@ -201,8 +202,11 @@ def bootstrap(
     rows = session.execute(query).all()  # fetchall: iterating the result would fetch row by row
     next_after = _page_key(entity, names)(rows[-1]) if len(rows) == limit else None
     page = {"entity": entity, "columns": names, "rows": rows, "next_after": next_after, "cursor": encode_cursor(seq)}
-    # Encoded directly: validating thousands of rows through the response model would double the cost.
-    return Response(orjson.dumps(page, default=tuple), media_type="application/json")  # default: the rows
+    # Encoded directly: validating thousands of rows through the response model would double the cost. The
+    # next page's key also travels as a header (percent-encoded; empty after the last page), so a client can
+    # ask for the next pages before it decodes this one.
+    headers = {"Agentdesk-Next-After": quote(next_after or "", safe="")}
+    return Response(orjson.dumps(page, default=tuple), media_type="application/json", headers=headers)  # default: the rows
 
 
 class ChangeOut(BaseModel):
