@@ -145,9 +145,10 @@ def visible_rows(server_db: Path, team_id: str) -> dict[str, list[tuple]]:
 
 def floor_insert(path: Path, rows: dict[str, list[tuple]]) -> tuple[float, float]:
     """Raw sqlite3 executemany of `rows` into the cache's mirror tables (same pragmas), then its indexes."""
-    from agentdesk.store.schema import INDEXES, LOCAL_TABLES, MIRROR_TABLES, mirror_ddl
+    from agentdesk.store.schema import INDEXES, LOCAL_TABLES, MIRROR_TABLES, PAGE_SIZE, mirror_ddl
 
     db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # as a new cache file has it
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA cache_size=-65536")  # as the bootstrap loads (Cache.bulk_load): the floor gets the same help

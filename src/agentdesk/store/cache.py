@@ -23,6 +23,7 @@ from agentdesk.store.schema import (
     LOCAL_TABLES,
     MIGRATIONS,
     MIRROR_TABLES,
+    PAGE_SIZE,
     SCHEMA_VERSION,
     mirror_ddl,
 )
@@ -124,6 +125,7 @@ class Cache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+        self.db.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL: it takes effect only in a new, empty file
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA busy_timeout=10000")
