@@ -71,6 +71,26 @@ def test_a_team_that_gains_the_second_customer_by_a_transfer_gets_their_suggesti
     assert alice.differences() == {}
 
 
+def test_a_team_that_transfers_a_customer_s_last_conversation_away_drops_the_customer(live_server, tmp_path):
+    """The team a conversation leaves loses sight of its customer when no other conversation of theirs is left
+    there: the desk drops the customer, their identities and the suggestions naming them, as a fresh bootstrap
+    would not have them."""
+    suggestion = suggest_maria_is_ken(live_server)
+    world = live_server.world
+    alice, bob = Desk(live_server, tmp_path, ALICE), Desk(live_server, tmp_path, BOB)
+    ken = world.customers["ken"]
+    push(live_server, BOB, "transfer", {"conversation_id": world.conversations["ken-sms"], "to_team_id": world.teams["Billing"]})
+    bob.sync()
+    assert bob.cache.customer(ken) is not None and bob.differences() == {}  # his email is still Support's
+    push(live_server, BOB, "transfer", {"conversation_id": world.conversations["ken-email"], "to_team_id": world.teams["Billing"]})
+    bob.sync()
+    alice.sync()
+    assert bob.cache.customer(ken) is None
+    assert bob.cache.db.execute("SELECT count(*) FROM identities WHERE customer_id = ?", (ken,)).fetchone()[0] == 0
+    assert bob.differences() == {}
+    assert alice.suggestion_rows() == [(suggestion, "open")] and alice.differences() == {}
+
+
 def test_a_team_that_gains_the_second_customer_by_a_new_message_gets_their_suggestion(live_server, tmp_path):
     suggestion = suggest_maria_is_ken(live_server)
     alice = Desk(live_server, tmp_path, ALICE)
