@@ -179,15 +179,18 @@ def test_a_cached_token_pushes_by_the_fast_path_and_every_refusal_reads_as_befor
         big = json.dumps({"mutations": [{**mutation, "args": {**mutation["args"], "text": "x" * 1_100_000}}]}).encode()
         too_large = http.post("/api/v1/sync/push", content=iter([big[:500_000], big[500_000:]]),
                               headers={"Content-Type": "application/json"})
+        as_text = http.post("/api/v1/sync/push", content=json.dumps({"mutations": [reply(mutation["args"]["conversation_id"], "As text.")]}),
+                            headers={"Content-Type": "text/plain"})
     assert first.status_code == 200 and first.json() == {"results": [{"id": mutation["id"], "status": "applied", "reason": None}]}
     assert again.json()["results"][0]["status"] == "duplicate"
     assert len(live_server.interactions("Fast and once.")) == 1
     assert extra.status_code == 422 and extra.json()["detail"][0]["loc"] == ["body", "role"]
     assert too_large.status_code == 413 and too_large.json()["detail"].startswith("Request body too large")
-    assert len(fast_path) == 4  # all read here; the 422's body handed on to the route, which worded it
+    assert len(fast_path) == 5  # all read here; the 422's body handed on to the route, which worded it
+    assert as_text.status_code == 422 and not live_server.interactions("As text.")  # not JSON, as FastAPI reads it
     with httpx.Client(base_url=live_server.url, headers={"Authorization": "Bearer adk_not-a-token"}) as stranger:
         assert stranger.post("/api/v1/sync/push", json={"mutations": [mutation]}).status_code == 401
-    assert len(fast_path) == 4  # an unknown token never takes the fast path
+    assert len(fast_path) == 5  # an unknown token never takes the fast path
 
 
 def test_a_rejected_mutation_sent_again_stays_rejected_with_its_reason(live_server):

@@ -145,7 +145,10 @@ class InboundFastPath:
 async def read_model(model: type[Model], app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> Model | None:
     """The request body, validated as `model`; None once the request is dealt with otherwise: the client went
     away, the body was too large (413), or it does not validate (passed on to `app`, the route, which words
-    the 422 as it always has)."""
+    the 422 as it always has). A body FastAPI would not read as JSON, by its content type, goes to the route."""
+    if not _json_content(scope):
+        await app(scope, receive, send)
+        return None
     try:
         body = await _read_body(receive)
     except HTTPException as exc:  # server/limits.BodyTooLarge
@@ -158,6 +161,13 @@ async def read_model(model: type[Model], app: ASGIApp, scope: Scope, receive: Re
     except ValidationError:
         await app(scope, _replay(body, receive), send)
         return None
+
+
+def _json_content(scope: Scope) -> bool:
+    """Whether FastAPI reads this request's body as JSON: no content type, application/json or
+    application/*+json (parameters such as charset aside)."""
+    value = next((v for k, v in scope["headers"] if k == b"content-type"), b"").split(b";")[0].strip().lower()
+    return not value or value == b"application/json" or (value.startswith(b"application/") and value.endswith(b"+json"))
 
 
 async def answer_error(exc: HTTPException, scope: Scope, receive: Receive, send: Send) -> None:
