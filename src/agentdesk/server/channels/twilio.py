@@ -214,11 +214,12 @@ def make_router(settings: Settings) -> APIRouter:
 
     async def fast_messaging(scope: Scope, receive: Receive, send: Send) -> None:
         """POST /messaging without FastAPI's routing and dependency solving (issue 6: the busiest webhook, served
-        by routes/inbound.InboundFastPath): the same guard and endpoint, a refusal answered by FastAPI's own
-        HTTPException handler."""
+        by routes/inbound.InboundFastPath): the router's guards (async, taking the request) and the same
+        endpoint, a refusal answered by FastAPI's own HTTPException handler."""
         request = Request(scope, receive)
         try:
-            await signed_form(request)
+            for guard in router.dependencies:
+                await guard.dependency(request)  # type: ignore[misc]
             response = await messaging(request)
         except HTTPException as exc:
             response = await http_exception_handler(request, exc)
