@@ -291,10 +291,10 @@ def build(path: Path, sizes: Sizes = Sizes(), seed: int = 5, now: datetime | Non
 
 
 def schema_key() -> str:
-    """Changes whenever the cache schema (tables, indexes, search index) changes: then the file is rebuilt."""
+    """Changes whenever the cache schema (tables, indexes, search index, page size) changes: then the file is rebuilt."""
     from agentdesk.store import schema
 
-    text = f"{schema.SCHEMA_VERSION}|{schema.mirror_ddl()}|{schema.LOCAL_TABLES}|{schema.INDEXES}"
+    text = f"{schema.SCHEMA_VERSION}|{schema.PAGE_SIZE}|{schema.mirror_ddl()}|{schema.LOCAL_TABLES}|{schema.INDEXES}"
     fts = [getattr(schema, name) for name in sorted(dir(schema)) if "FTS" in name.upper()]
     text += "|" + "|".join(str(value) for value in fts if not callable(value))  # a function's str is its address
     return hashlib.sha1(text.encode()).hexdigest()[:10]

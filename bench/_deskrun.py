@@ -136,17 +136,22 @@ def quiet(app) -> bool:  # noqa: ANN001
 KEY_CHARS = {"enter": "\r", "escape": "\x1b", "tab": "\t"}
 
 
-async def timed_press(app, probe: Probe, phase: str, key: str) -> None:  # noqa: ANN001
-    """Send `key` as the driver does; when everything it set off is done (quiet twice, 2 ms apart), keep the
-    press time and the frames drawn since. The last of them is what the agent ends up seeing; frames after
-    the quiet point (the status clock's tick) are not the key's."""
+TAP_GAP = 0.1  # s between the starts of two taps at least: a fast typist's 10 keys a second
+HELD_KEY_REPEAT = 0.03  # s between a held key's repeats (a terminal's usual auto-repeat rate, ~33 a second)
+
+
+def send_key(app, key: str) -> float:  # noqa: ANN001
+    """`key` sent as the driver does after parsing real input; the press time."""
     from textual import events
 
-    n0 = len(probe.frames)
-    cpu0 = time.process_time()
     t0 = time.monotonic()
     app._driver.send_message(events.Key(key, KEY_CHARS.get(key, key if len(key) == 1 else None)))
-    deadline = t0 + 10
+    return t0
+
+
+async def until_quiet(app) -> float:  # noqa: ANN001
+    """When everything the keys set off is done (quiet twice, 2 ms apart)."""
+    deadline = time.monotonic() + 10
     await asyncio.sleep(0)
     while time.monotonic() < deadline:
         if quiet(app):
@@ -154,11 +159,37 @@ async def timed_press(app, probe: Probe, phase: str, key: str) -> None:  # noqa:
             if quiet(app):
                 break
         await asyncio.sleep(0.001)
-    t_quiet = time.monotonic()
+    return time.monotonic()
+
+
+async def timed_press(app, probe: Probe, phase: str, key: str) -> None:  # noqa: ANN001
+    """Tap `key`; when everything it set off is done, keep the press time and the frames drawn since. The last of
+    them is what the agent ends up seeing; frames after the quiet point (the status clock's tick) are not the
+    key's. The next tap comes TAP_GAP after this one at the soonest (closer, the desk takes them for a held key)."""
+    n0, cpu0 = len(probe.frames), time.process_time()
+    t0 = send_key(app, key)
+    t_quiet = await until_quiet(app)
     frames = [f for f in probe.frames[n0:] if f <= t_quiet]
     cpu = time.process_time() - cpu0  # this process's CPU for the key (all threads): less load-dependent
     probe.keys.append({"phase": phase, "key": key, "t0": t0, "frames": frames, "quiet": t_quiet, "cpu": cpu})
-    await asyncio.sleep(0.01)  # a breath between keys, as typing has
+    await asyncio.sleep(max(0.01, t0 + TAP_GAP - time.monotonic()))  # a breath between keys, as typing has
+
+
+async def held_key(app, probe: Probe, phase: str, key: str, repeats: int) -> None:  # noqa: ANN001
+    """Hold `key` down: a press every HELD_KEY_REPEAT without waiting for the app, then let go. Each press
+    keeps the frames drawn until the next one; the last, those until the app is quiet (the release's)."""
+    n0, cpu0 = len(probe.frames), time.process_time()
+    starts = []
+    for _ in range(repeats):
+        starts.append(send_key(app, key))
+        await asyncio.sleep(max(0.0, starts[-1] + HELD_KEY_REPEAT - time.monotonic()))
+    t_quiet = await until_quiet(app)
+    cpu = (time.process_time() - cpu0) / repeats
+    frames = [f for f in probe.frames[n0:] if f <= t_quiet]
+    for t0, t_next in zip(starts, [*starts[1:], t_quiet], strict=True):
+        mine = [f for f in frames if t0 <= f < t_next or (t_next == t_quiet and f == t_quiet)]
+        probe.keys.append({"phase": phase, "key": key, "t0": t0, "frames": mine, "quiet": t_next, "cpu": cpu})
+    await asyncio.sleep(TAP_GAP)
 
 
 def interact_script(manifest: dict):  # noqa: ANN201
@@ -184,6 +215,7 @@ def interact_script(manifest: dict):  # noqa: ANN201
             await press("queue_end", "end")
             for key in ["k"] * 10 + ["j"] * 5:
                 await press("queue_deep_move", key)
+            await held_key(app, probe, "queue_held", "k", 20)
             await press("queue_home", "home")
             probe.memory["end"] = memory()
         except Exception as exc:  # noqa: BLE001 - reported, not raised: the parent needs the figures so far

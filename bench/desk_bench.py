@@ -12,9 +12,11 @@ The desk runs in child processes (bench/_deskrun.py) on a pseudo-terminal with T
     ratio = desk first paint / floor first paint (target <= 1.5).
   * keypress → repaint — one `interact` child presses key sequences with Pilot and records, per key, the frames
     written to the terminal until nothing is left to repaint (a conversation still to open counts); latency =
-    press → last of those frames (the screen the agent ends up seeing); p95 per phase (target <= 50 ms). A queue
-    key's repaint is the highlight moving, its first frame; the conversation opens after it: press → last frame
-    is queue_key_to_conversation_p95_ms, held to the open target (<= 100 ms) as opening a conversation is.
+    press → last of those frames (the screen the agent ends up seeing); p95 per phase (target <= 50 ms). Keys are
+    tapped at most 10 a second (closer, the desk takes them for a held key): a queue key's repaint is the
+    highlight and the conversation under it. A held queue key (a repeat every 30 ms) moves the highlight per
+    repeat (its first frame, target <= 50 ms) and opens the conversation once let go (release → last frame,
+    held to the open target, <= 100 ms).
   * timeline open — `j` from queue row 0 onto row 1, the 10k-interaction customer: press → last frame
     (target <= 100 ms); `enter` opens it again and focuses the timeline.
   * search — in process: agentdesk.store.search.search(cache.db, query, limit=50) over common words, rare words,
@@ -405,12 +407,15 @@ def figures(result: dict[str, Any]) -> dict[str, Any]:
             values = [v for v in values if v is not None]
             return max(values) if values else None
 
-        # A queue key moves the highlight in the next frame; the conversation under it opens right after that
-        # frame (after a held key is let go): the key's repaint is its first frame, and the open that follows
-        # (press -> last frame) is a conversation opening, held to the open target.
+        # A tapped queue key moves the highlight and opens the conversation under it: its repaint is the last
+        # frame, conversation included. A held key moves the highlight at the repeat rate (each repeat's repaint:
+        # its first frame) and opens the conversation once it is let go (release -> last frame, an open).
         queue_phases = ("queue_move", "queue_page", "queue_deep_move")
-        add("queue_key_p95_ms", p95(*queue_phases, frame="press_to_first_frame_ms"), TARGET_KEY_P95_MS)
-        add("queue_key_to_conversation_p95_ms", p95(*queue_phases), TARGET_TIMELINE_OPEN_MS)
+        add("queue_key_p95_ms", p95(*queue_phases), TARGET_KEY_P95_MS)
+        out["queue_key_first_frame_p95_ms"] = p95(*queue_phases, frame="press_to_first_frame_ms")
+        add("queue_held_key_p95_ms", p95("queue_held", frame="press_to_first_frame_ms"), TARGET_KEY_P95_MS)
+        released = phases.get("queue_held", {}).get("press_to_last_frame_ms", {}).get("max")
+        add("queue_held_release_to_open_ms", released, TARGET_TIMELINE_OPEN_MS, "no frame after the release")
         add("timeline_key_p95_ms", p95("timeline_scroll"), TARGET_KEY_P95_MS)
         opened = phases.get("timeline_open", {}).get("press_to_last_frame_ms", {}).get("max")
         add("timeline_open_10k_ms", opened, TARGET_TIMELINE_OPEN_MS, "no frame after the key")

@@ -8,6 +8,8 @@ import re
 
 import pytest
 from fixed_desk import ME, build_cache, fixed_environment, frozen_clock
+from textual.widgets import Select
+from textual.widgets._select import SelectOverlay
 
 from agentdesk.config.models import CannedDecl
 from agentdesk.tui.app import AgentDesk
@@ -251,3 +253,27 @@ async def test_hostile_customer_text_reaches_the_composer_inert(app):
         assert text.startswith(f"Hi {inert}, your refund for") and f"{inert} wrote:\n> {inert}" in text
         screen = screen_text(app)
         assert "\x1b" not in screen and inert in screen  # the To line
+
+
+async def test_the_channel_list_follows_the_conversation_opened(app):
+    """Each conversation offers its own customer's channels: Zoë has email and SMS, Grace email alone."""
+    async with app.run_test(size=SIZE) as pilot:
+        await open_conversation(pilot, "c-zoe-sms")
+        await pilot.press("escape", "j")
+        assert app.open_row.id == "c-grace-mail"
+        select = app.query_one("#channel", Select)
+        select.focus()
+        await pilot.press("enter")  # the drop-down: Grace's one channel
+        overlay = select.query_one(SelectOverlay)
+        assert select.expanded and offered(overlay) == ["Channel", "✉ Email"]
+        await pilot.press("escape", "escape", "k")
+        assert app.open_row.id == "c-zoe-sms" and select.value == "sms" and "SMS" in screen_text(app)
+        select.focus()
+        await pilot.press("enter")  # Zoë's two, her conversation's own highlighted
+        assert offered(overlay) == ["Channel", "✉ Email", "✆ SMS"] and overlay.highlighted == 2
+        await pilot.press("up", "enter")
+        assert select.value == "email" and composer(app).channel == "email" and not select.expanded
+
+
+def offered(overlay: SelectOverlay) -> list[str]:
+    return [str(overlay.get_option_at_index(index).prompt) for index in range(overlay.option_count)]

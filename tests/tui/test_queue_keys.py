@@ -1,4 +1,4 @@
-"""Moving through the queue: the highlight moves at once, its conversation opens right after (or, while a key is
+"""Moving through the queue: the highlight moves at once and its conversation opens with it (or, while a key is
 held, once it is let go), an action always acts on the highlighted conversation, and paging keys move the cursor."""
 
 from __future__ import annotations

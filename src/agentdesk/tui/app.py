@@ -20,7 +20,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from agentdesk.config.keymap import DEFAULT_KEYMAP, KeySpec
 from agentdesk.runtime import freeze_once
@@ -39,6 +39,7 @@ from agentdesk.tui.screens.confirm import ConfirmModal
 from agentdesk.tui.screens.help import HelpScreen
 from agentdesk.tui.screens.pick import PickModal
 from agentdesk.tui import queue_view as queue_ui
+from agentdesk.tui.widgets.footer import DeskFooter
 from agentdesk.tui.widgets.queue import QueueList
 from agentdesk.tui.widgets.timeline import Timeline
 
@@ -123,7 +124,7 @@ class AgentDesk(App[None]):
         self.open_state: dict[str, Any] | None = None  # the open conversation's row as the cache has it now
         self.queue_view = QueueView()  # tab, filters and sort of the queue (store/queue.py)
         self._draft_timer: Timer | None = None
-        self._to_open: QueueRow | None = None  # highlighted in the queue, not opened yet (see on_queue_list_highlighted)
+        self._to_open: QueueRow | None = None  # highlighted in the queue, not opened yet (see queue_moved)
         self._open_timer: Timer | None = None
         self._last_move = 0.0
         self._shown_id: str | None = None  # the conversation the agent last moved to or opened (may be ahead of open_row)
@@ -145,7 +146,7 @@ class AgentDesk(App[None]):
         with Horizontal(id="main"):
             with Vertical(id="queue-pane"):
                 yield Static(id="queue-title")
-                yield QueueList(self._fetch_queue, self._count_queue, id="queue")
+                yield QueueList(self._fetch_queue, self._count_queue, self.queue_moved, id="queue")
             with Vertical(id="conversation-pane"):
                 yield Static(id="timeline-title")
                 yield Static(id="conversation-facts")
@@ -175,7 +176,7 @@ class AgentDesk(App[None]):
     async def finish_startup(self) -> None:
         """After the first frame: the composer and footer, the sync engine and presence. Input that comes sooner
         waits for this (on_event)."""
-        mounts = self.query_one("#conversation-pane").mount(composer_widgets().Composer(self.canned, id="composer")), self.mount(Footer())
+        mounts = self.query_one("#conversation-pane").mount(composer_widgets().Composer(self.canned, id="composer")), self.mount(DeskFooter())
         for mounted in mounts:
             await mounted
         self._early_input, early = None, self._early_input  # handled last, below, before any input that came since
@@ -365,18 +366,20 @@ class AgentDesk(App[None]):
 
     # --- events and actions -----------------------------------------------------------------------
 
-    def on_queue_list_highlighted(self, message: QueueList.Highlighted) -> None:
-        """The highlight moved, and paints in the next frame; the conversation opens right after that frame —
-        or, while a key is held (moves under KEY_REPEAT_GAP apart), once it is let go, so the highlight runs
-        down the queue at the key rate instead of waiting for every conversation on the way to open."""
+    def queue_moved(self, row: QueueRow) -> None:
+        """The queue's highlight moved: its conversation opens now, in the highlight's frame — or, while a key is
+        held (moves under KEY_REPEAT_GAP apart), once it is let go, so the highlight runs down the queue at the
+        key rate and the conversations it passes are not opened (marked seen, announced as viewed) on the way.
+        (Opened after the highlight's own frame, the conversation waited a frame or two more: Textual paces
+        frames at 60 per second, and the frame after a pause comes 17-33 ms after it.)"""
         now = time.monotonic()
         repeating, self._last_move = now - self._last_move < KEY_REPEAT_GAP, now
-        self._to_open = message.row
+        self._to_open = row
         if self._open_timer is not None:
             self._open_timer.stop()
         self._open_timer = self.set_timer(KEY_REPEAT_GAP, self.open_highlighted) if repeating else None
         if not repeating:
-            self.call_after_refresh(self.open_highlighted)
+            self.open_highlighted()
 
     @property
     def open_pending(self) -> bool:

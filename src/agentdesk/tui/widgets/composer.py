@@ -19,8 +19,11 @@ from rich.text import Text
 from textual import events
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Input, Select, Static, TextArea
+from textual.widgets._select import SelectCurrent, SelectOverlay
 
 from agentdesk.domain import canned as canned_text
 from agentdesk.domain.clock import from_iso
@@ -114,6 +117,53 @@ class ReplyArea(TextArea):
         await super()._on_key(event)
 
 
+class FieldInput(Input):
+    """An Input of fixed size (the email fields) that takes a new value with a repaint: Textual's sets its
+    scrollable width to the text's with a relayout of the whole screen (~5 ms at 160x45), and the prefilled Subject
+    changes on nearly every conversation opened."""
+
+    def _watch_value(self, value: str) -> None:
+        self.set_reactive(Widget.virtual_size, Size(self.content_width, 1))  # so Input's own assignment is a no-op
+        super()._watch_value(value)
+
+
+class ChannelCurrent(SelectCurrent):
+    """The select's current channel, one line in a fixed width: a new label is a repaint, not a relayout."""
+
+    def update(self, label: Any) -> None:
+        self.label = label
+        self.has_value = label is not Select.NULL
+        shown = self.placeholder if label is Select.NULL else label
+        self.query_one("#label", Static).update(shown, layout=False)
+
+
+class ChannelSelect(Select[str]):
+    """The reply's channel. Each conversation opened offers its customer's channels (`offer`): Textual's
+    set_options goes through "no selection" (a restyle there and back) and rebuilds the hidden drop-down (a
+    relayout of the screen); here the choice changes in place and the drop-down is built when it opens."""
+
+    _dropdown_stale = False
+
+    def compose(self) -> ComposeResult:
+        yield ChannelCurrent(self.prompt)
+        yield SelectOverlay(type_to_search=self._type_to_search).data_bind(compact=Select.compact)
+
+    def offer(self, options: list[tuple[Text, str]], value: str | None) -> None:
+        """Offer `options`, with `value` chosen (None: no choice, when there are no options)."""
+        if options != self._options[1:]:  # (the first is the blank choice)
+            self._setup_variables_for_options(options)
+            self._dropdown_stale = True
+        chosen = self.NULL if value is None else value
+        if self.value != chosen:
+            self.value = chosen
+
+    def _watch_expanded(self, expanded: bool) -> None:
+        if expanded and self._dropdown_stale:
+            self._dropdown_stale = False
+            self._setup_options_renderables()
+        super()._watch_expanded(expanded)
+
+
 class Composer(Vertical):
     DEFAULT_CSS = """
     Composer { height: auto; max-height: 16; border-top: tall $panel-lighten-1; }
@@ -147,11 +197,12 @@ class Composer(Vertical):
         self._draft_key = ""
         self._quote: str | None = None  # the quote block this composer appended, while it is in the text
         self._channels: list[str] | None = None  # what the widgets show now, so load() changes only what differs
+        self._channel_options: list[tuple[Text, str]] = []  # the select's options for _channels
         self._email_fields: dict[str, tuple[str, str]] = {}  # conversation id -> (subject, cc) the agent edited
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="composer-bar"):
-            yield Select([], id="channel", allow_blank=True, prompt="Channel")
+            yield ChannelSelect([], id="channel", allow_blank=True, prompt="Channel")
             yield Static(id="composer-mode")
             yield Static(id="composer-hint")
         with Vertical(id="email-fields"):
@@ -160,10 +211,10 @@ class Composer(Vertical):
                 yield Static(id="email-to")
             with Horizontal():
                 yield Static("Subject", classes="field-label")
-                yield Input(id="subject", placeholder="Subject")
+                yield FieldInput(id="subject", placeholder="Subject")
             with Horizontal():
                 yield Static("Cc", classes="field-label")
-                yield Input(id="cc", placeholder="more addresses, separated by commas")
+                yield FieldInput(id="cc", placeholder="more addresses, separated by commas")
         yield ReplyArea(id="reply", soft_wrap=True, show_line_numbers=False)
 
     def on_mount(self) -> None:
@@ -205,13 +256,11 @@ class Composer(Vertical):
         self.context = context
         key, text = draft or (context.channel, "")
         self.note_mode = key == NOTE_DRAFT
-        select = self.query_one("#channel", Select)
         if channels != self._channels:
             self._channels = list(channels)
-            select.set_options([(channel_label(c), c) for c in channels])
+            self._channel_options = [(channel_label(c), c) for c in channels]
         wanted = key if key in channels else (context.channel if context.channel in channels else None)
-        if (wanted or channels) and select.value != (wanted or channels[0]):
-            select.value = wanted or channels[0]
+        self.query_one(ChannelSelect).offer(self._channel_options, wanted or (channels[0] if channels else None))
         self._draft_key = self.draft_key
         self._quote = None
         if self.reply.text != text:

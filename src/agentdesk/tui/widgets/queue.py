@@ -13,7 +13,6 @@ from datetime import datetime
 from rich.segment import Segment
 from rich.text import Text
 from textual.geometry import Size
-from textual.message import Message
 from textual.strip import Strip
 
 from agentdesk.domain.clock import utcnow
@@ -37,15 +36,17 @@ class QueueList(LineView, can_focus=True):
     """
     COMPONENT_CLASSES = {"queue--cursor"}
 
-    class Highlighted(Message):
-        def __init__(self, row: QueueRow) -> None:
-            super().__init__()
-            self.row = row
-
-    def __init__(self, fetch: Callable[[int, int, int], list[QueueRow]], count: Callable[[], int], **kw) -> None:
+    def __init__(
+        self,
+        fetch: Callable[[int, int, int], list[QueueRow]],
+        count: Callable[[], int],
+        moved: Callable[[QueueRow], None] = lambda row: None,
+        **kw,
+    ) -> None:
         super().__init__(**kw)
         self._fetch = fetch
         self._count = count
+        self._moved = moved  # told of each move (a key, a click) while it is handled, so what it opens is in the same frame
         self._rows: dict[int, QueueRow] = {}
         self.total = 0
         self.cursor = 0
@@ -105,7 +106,7 @@ class QueueList(LineView, can_focus=True):
             self.refresh_lines(old * ROW_HEIGHT, ROW_HEIGHT)
             self.refresh_lines(self.cursor * ROW_HEIGHT, ROW_HEIGHT)
         if (row := self.current) is not None:
-            self.post_message(self.Highlighted(row))
+            self._moved(row)
 
     # Paging keys move the cursor a page (or to an end), which opens that conversation, as j/k do; Textual's
     # ScrollView would scroll the rows away from the cursor, animated.
