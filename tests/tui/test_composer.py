@@ -275,5 +275,23 @@ async def test_the_channel_list_follows_the_conversation_opened(app):
         assert select.value == "email" and composer(app).channel == "email" and not select.expanded
 
 
+async def test_a_conversation_opened_under_the_open_channel_list_lists_its_own_channels(app):
+    """A conversation that opens while the channel list is open (a sync moved the open one away): the list shows
+    the new customer's channels at once, and a pick is the channel it shows."""
+    async with app.run_test(size=SIZE) as pilot:
+        await open_conversation(pilot, "c-zoe-sms")
+        select = app.query_one("#channel", Select)
+        select.focus()
+        await pilot.press("enter")
+        overlay = select.query_one(SelectOverlay)
+        assert offered(overlay) == ["Channel", "✉ Email", "✆ SMS"]
+        queue = app.query_one("#queue")
+        app.open_conversation(next(queue.row(i) for i in range(5) if queue.row(i).id == "c-grace-mail"))
+        await pilot.pause()
+        assert select.expanded and offered(overlay) == ["Channel", "✉ Email"] and overlay.highlighted == 1
+        await pilot.press("up", "down", "enter")
+        assert select.value == "email" and composer(app).channel == "email" and not select.expanded
+
+
 def offered(overlay: SelectOverlay) -> list[str]:
     return [str(overlay.get_option_at_index(index).prompt) for index in range(overlay.option_count)]

@@ -125,6 +125,7 @@ class FieldInput(Input):
     def _watch_value(self, value: str) -> None:
         self.set_reactive(Widget.virtual_size, Size(self.content_width, 1))  # so Input's own assignment is a no-op
         super()._watch_value(value)
+        self.scroll_x = min(self.scroll_x, self.max_scroll_x)  # a shorter value: the clamp the relayout did
 
 
 class ChannelCurrent(SelectCurrent):
@@ -152,7 +153,10 @@ class ChannelSelect(Select[str]):
         """Offer `options`, with `value` chosen (None: no choice, when there are no options)."""
         if options != self._options[1:]:  # (the first is the blank choice)
             self._setup_variables_for_options(options)
-            self._dropdown_stale = True
+            if self.expanded:  # on screen: what it lists must be what a pick is looked up in
+                self._setup_options_renderables()
+            else:
+                self._dropdown_stale = True
         chosen = self.NULL if value is None else value
         if self.value != chosen:
             self.value = chosen
@@ -258,7 +262,7 @@ class Composer(Vertical):
         self.note_mode = key == NOTE_DRAFT
         if channels != self._channels:
             self._channels = list(channels)
-            self._channel_options = [(channel_label(c), c) for c in channels]
+            self._channel_options = [(Text(channel_label(c)), c) for c in channels]  # Text: never markup
         wanted = key if key in channels else (context.channel if context.channel in channels else None)
         self.query_one(ChannelSelect).offer(self._channel_options, wanted or (channels[0] if channels else None))
         self._draft_key = self.draft_key
