@@ -289,6 +289,8 @@ class ServerProcess:
             time.sleep(quiet_s)
             if self.cpu() - before < 0.05 * quiet_s:
                 break
+        else:
+            log(f"server {self.pid} still busy after {limit_s:g} s: measuring anyway")
         return time.monotonic() - t0
 
     def stop(self, grace: float | None = None) -> None:

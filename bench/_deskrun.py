@@ -137,6 +137,7 @@ KEY_CHARS = {"enter": "\r", "escape": "\x1b", "tab": "\t"}
 
 
 TAP_GAP = 0.1  # s between the starts of two taps at least: a fast typist's 10 keys a second
+HELD_KEY_DELAY = 0.3  # s from a key going down to its first repeat (terminals wait 250-500 ms)
 HELD_KEY_REPEAT = 0.03  # s between a held key's repeats (a terminal's usual auto-repeat rate, ~33 a second)
 
 
@@ -176,19 +177,28 @@ async def timed_press(app, probe: Probe, phase: str, key: str) -> None:  # noqa:
 
 
 async def held_key(app, probe: Probe, phase: str, key: str, repeats: int) -> None:  # noqa: ANN001
-    """Hold `key` down: a press every HELD_KEY_REPEAT without waiting for the app, then let go. Each press
-    keeps the frames drawn until the next one; the last, those until the app is quiet (the release's)."""
+    """Hold `key` down as a terminal does: a press, its first repeat HELD_KEY_DELAY later, then one every
+    HELD_KEY_REPEAT, then let go. The presses come from a thread of their own, as the driver's input thread
+    sends them, so a slow handler does not hold the next one back. A press's repaint is the first frame drawn
+    after it (a press with none fails the figure); the release's, the last frame before the app is quiet."""
     n0, cpu0 = len(probe.frames), time.process_time()
-    starts = []
-    for _ in range(repeats):
-        starts.append(send_key(app, key))
-        await asyncio.sleep(max(0.0, starts[-1] + HELD_KEY_REPEAT - time.monotonic()))
+
+    def hold() -> list[float]:
+        starts: list[float] = []
+        for gap in [HELD_KEY_DELAY] + [HELD_KEY_REPEAT] * (repeats - 1):
+            if starts:
+                time.sleep(max(0.0, starts[-1] + gap - time.monotonic()))
+            starts.append(send_key(app, key))
+        return starts
+
+    starts = await asyncio.to_thread(hold)
     t_quiet = await until_quiet(app)
     cpu = (time.process_time() - cpu0) / repeats
     frames = [f for f in probe.frames[n0:] if f <= t_quiet]
-    for t0, t_next in zip(starts, [*starts[1:], t_quiet], strict=True):
-        mine = [f for f in frames if t0 <= f < t_next or (t_next == t_quiet and f == t_quiet)]
-        probe.keys.append({"phase": phase, "key": key, "t0": t0, "frames": mine, "quiet": t_next, "cpu": cpu})
+    for t0 in starts:
+        after = [f for f in frames if f >= t0]
+        mine = after if t0 == starts[-1] else after[:1]
+        probe.keys.append({"phase": phase, "key": key, "t0": t0, "frames": mine, "quiet": t_quiet, "cpu": cpu})
     await asyncio.sleep(TAP_GAP)
 
 

@@ -102,15 +102,21 @@ def test_the_client_learns_the_next_page_key_before_decoding(live_server, header
     """The sync client follows the pages by the key the server sends as a header (percent-encoded: an
     interactions key is a JSON pair), the same as the body's; from a server without it, by the body's."""
     sync = SyncClient(live_server.url, live_server.world.tokens["alice@example.com"])
+    headers = []
+    sync.http.event_hooks["response"].append(lambda response: headers.append("Agentdesk-Next-After" in response.headers))
     if not header:
         sync.http.event_hooks["response"].append(lambda response: response.headers.pop("Agentdesk-Next-After"))
+    decoded = []
+    sync.decode = lambda body: decoded.append(body) or json.loads(body)  # type: ignore[method-assign]
     keys, after = [], ""
     while after is not None:
         body, after = sync.bootstrap_page("interactions", after, 1, ["id", "text"])
-        assert sync.decode(body)["next_after"] == after
+        assert json.loads(body)["next_after"] == after
         keys.append(after)
     sync.close()
     assert len(keys) > 2 and keys[-1] is None and all('","' in key for key in keys[:-1])
+    assert headers == [True] * len(keys)  # the server sends it on every page, the last one's empty
+    assert len(decoded) == (0 if header else len(keys))  # by the header, nothing is decoded to go on
 
 
 def test_push_applies_once_and_pull_returns_it(live_server):

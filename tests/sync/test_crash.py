@@ -159,7 +159,7 @@ def test_sigkill_during_a_bootstrap_resumes_where_it_stopped(live_server, proxy,
     client = spawn(args, {"AGENTDESK_TOKEN": token}, tmp_path / "client.log")
     try:
         wait_for(lambda: proxy.fired == 1, "the client did not ask for a fourth page of interactions")
-        # The fourth page is requested while the third is written (engine._bootstrap_pages): wait for that write.
+        # The fourth page is requested before the third is written (engine._bootstrap_pages fetches ahead): wait for that write.
         wait_for(lambda: interactions_in(cache_path) == 3 * PAGE, "the third page of interactions was not committed")
     finally:
         sigkill(client)

@@ -157,9 +157,12 @@ class EndlessPages:
     """A bootstrap that never ends (or, with `fail_after`, fails after that many pages); with `hold`, requests
     after the first wait for it. Notes the threads that fetch and decode."""
 
-    def __init__(self, fail_after: int | None = None, hold: threading.Event | None = None) -> None:
+    base_url = "http://pages.test"
+
+    def __init__(self, fail_after: int | None = None, hold: threading.Event | None = None, header_lies: bool = False) -> None:
         self.fail_after = fail_after
         self.hold = hold
+        self.header_lies = header_lies  # the header names another next page than the body
         self.requests = 0
         self.fetched_in: set[str] = set()
         self.decoded_in: set[str] = set()
@@ -172,7 +175,7 @@ class EndlessPages:
         if self.fail_after is not None and len(after) >= self.fail_after:
             raise ServerUnavailable("gone mid-bootstrap")
         body = json.dumps({"cursor": "1", "columns": ["id"], "rows": [[after + "x"]], "next_after": after + "x"}).encode()
-        return body, after + "x"
+        return body, after + ("y" if self.header_lies else "x")
 
     def decode(self, body: bytes) -> dict:
         self.decoded_in.add(threading.current_thread().name)
@@ -180,7 +183,7 @@ class EndlessPages:
 
 
 def bootstrap_fetchers() -> list[threading.Thread]:
-    return [thread for thread in threading.enumerate() if thread.name == "agentdesk-fetch"]
+    return [thread for thread in threading.enumerate() if thread.name == "agentdesk-bootstrap"]
 
 
 def wait_until(condition, what: str) -> None:  # noqa: ANN001
@@ -204,7 +207,7 @@ def test_the_bootstrap_fetches_pages_ahead_and_decodes_in_the_writing_thread(tmp
         assert client.requests == taken + 1 + BOOTSTRAP_AHEAD  # so far ahead, no more
     wait_until(lambda: not bootstrap_fetchers(), "the fetcher, waiting to hand over a page, was left behind")
     assert client.decoded_in == {threading.current_thread().name}
-    assert client.fetched_in == {"agentdesk-fetch"}
+    assert client.fetched_in == {"agentdesk-bootstrap"}
 
 
 def test_a_bootstrap_that_stops_does_not_wait_for_the_page_in_flight(tmp_path):
@@ -221,6 +224,15 @@ def test_a_bootstrap_that_stops_does_not_wait_for_the_page_in_flight(tmp_path):
     pages.close()  # with the second request still in flight
     hold.set()
     wait_until(lambda: not bootstrap_fetchers(), "a fetcher was left behind")
+
+
+def test_a_page_whose_header_and_body_disagree_stops_the_bootstrap(tmp_path):
+    """The fetcher follows the header's key, the saved progress is the body's: if they differ, pages would be
+    skipped or loaded twice, so the bootstrap stops at the first such page instead."""
+    engine = SyncEngine(tmp_path / "cache.sqlite3", EndlessPages(header_lies=True))  # type: ignore[arg-type]
+    with pytest.raises(ServerUnavailable, match="header and body disagree"):
+        list(engine._bootstrap_pages([("teams", "")]))
+    wait_until(lambda: not bootstrap_fetchers(), "a fetcher was left waiting")
 
 
 def test_a_failed_page_request_is_raised_to_the_bootstrap(tmp_path):

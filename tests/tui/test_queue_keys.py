@@ -43,6 +43,16 @@ async def test_a_move_opens_the_highlighted_conversation_right_after(tmp_path):
         assert app.query_one(Timeline).customer_name == queue.current.customer_name
 
 
+async def test_a_tapped_move_opens_its_conversation_while_the_key_is_handled(tmp_path):
+    """A move that is not part of a held key opens the conversation as it is handled, so the highlight and the
+    conversation are painted in one frame (nothing is left pending for a later one)."""
+    async with desk(tmp_path) as (app, pilot):
+        queue = app.query_one(QueueList)
+        app._last_move = 0.0  # the last move long ago: a tap
+        app.action_queue_move(1)
+        assert not app.open_pending and app.open_row.id == queue.current.id == queue.row(1).id
+
+
 async def test_a_held_key_opens_only_where_it_stops(tmp_path, monkeypatch):
     monkeypatch.setattr(desk_app, "KEY_REPEAT_GAP", 1.0)  # a held key, even on a busy test machine
     async with desk(tmp_path) as (app, pilot):

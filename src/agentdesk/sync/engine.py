@@ -277,7 +277,7 @@ class SyncEngine:
         pages are decoded here: decoding them there had the two threads trade the GIL row by row (executemany
         releases it for every row), which made the writes several times slower. A daemon thread: quitting
         mid-bootstrap does not wait for its request."""
-        fetched: queue.Queue[tuple[str, bytes] | BaseException | None] = queue.Queue(BOOTSTRAP_AHEAD - 1)  # + 1 in hand
+        fetched: queue.Queue[tuple[str, bytes, str | None] | BaseException | None] = queue.Queue(max(1, BOOTSTRAP_AHEAD - 1))  # + 1 in hand
         stop = threading.Event()
 
         def fetch_all() -> None:
@@ -288,18 +288,21 @@ class SyncEngine:
                         if stop.is_set():
                             return
                         body, next_after = self.client.bootstrap_page(entity, next_after, BOOTSTRAP_PAGE, MIRROR_TABLES[entity])
-                        fetched.put((entity, body))
+                        fetched.put((entity, body, next_after))
                 fetched.put(None)
             except BaseException as exc:  # noqa: BLE001 - raised in the writing thread
                 fetched.put(exc)
 
-        threading.Thread(target=fetch_all, name="agentdesk-fetch", daemon=True).start()
+        threading.Thread(target=fetch_all, name="agentdesk-bootstrap", daemon=True).start()
         try:
             while (item := fetched.get()) is not None:
                 if isinstance(item, BaseException):
                     raise item
-                entity, body = item
-                yield entity, self.client.decode(body)
+                entity, body, followed = item
+                page = self.client.decode(body)
+                if page["next_after"] != followed:  # the progress saved must be where the fetcher went on from
+                    raise ServerUnavailable(f"{self.client.base_url} sent a bootstrap page whose header and body disagree on the next page")
+                yield entity, page
         finally:  # stopped early: room for the fetcher's one last put, after which it sees `stop` and ends
             stop.set()
             with fetched.mutex:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import inspect
 import itertools
 import logging
 import threading
@@ -190,6 +191,8 @@ def make_router(settings: Settings) -> APIRouter:
         request.state.form = form
 
     router = APIRouter(prefix=PREFIX, tags=["twilio"], dependencies=[Depends(signed_form)])
+    if not all(inspect.iscoroutinefunction(guard.dependency) for guard in router.dependencies):
+        raise TypeError("the Twilio router's guards must be async functions of the request (fast_messaging awaits them)")
 
     @router.post("/messaging")
     async def messaging(request: Request) -> Response:
