@@ -84,6 +84,16 @@ class Split:
             return result
 
         client.bootstrap_page = timed_page
+        snapshot = client.snapshot
+
+        def timed_snapshot(*args: Any) -> Any:  # the server's snapshot file: its making and transfer
+            t0 = time.perf_counter()
+            try:
+                return snapshot(*args)
+            finally:
+                self.t["snapshot_http_s"] += time.perf_counter() - t0
+
+        client.snapshot = timed_snapshot
 
         def around_cache(name: str, key: str, entity_arg: bool = False) -> None:
             inner = getattr(cache, name)
@@ -101,6 +111,7 @@ class Split:
             setattr(cache, name, call)
 
         around_cache("apply_bootstrap_page", "cache_apply_s", entity_arg=True)
+        around_cache("load_snapshot", "cache_apply_s")
         around_cache("apply_changes", "cache_apply_s")
         around_cache("finish_bootstrap", "index_build_s")
 

@@ -72,7 +72,7 @@ class FaultProxy:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.close()
+            self._call(self._close())  # on the proxy's loop: asyncio's server is not thread-safe
             self.drop()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
@@ -95,6 +95,10 @@ class FaultProxy:
         self.refuse = False
         self._faults.clear()
         self._call(self._drop_faulted())
+
+    async def _close(self) -> None:
+        assert self._server is not None
+        self._server.close()
 
     def _call(self, coroutine):  # noqa: ANN001, ANN202 - run on the proxy's loop and wait for the result
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout=10)

@@ -12,12 +12,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 from sqlmodel import select
 
 from agentdesk.cli import main
@@ -28,7 +27,6 @@ from agentdesk.server.models import Interaction, Mutation
 from agentdesk.store.cache import Cache
 from agentdesk.sync.client import SyncClient
 from agentdesk.sync.engine import SyncEngine
-from faultproxy import FaultProxy
 from mirror import differences, mirror, server_view
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -40,13 +38,6 @@ def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0) 
     while not predicate():
         assert time.monotonic() < deadline, f"{what} (after {timeout} s)"
         time.sleep(0.05)
-
-
-@pytest.fixture
-def proxy(live_server) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(int(live_server.url.rsplit(":", 1)[1])).start()
-    yield proxy
-    proxy.stop()
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -123,7 +114,7 @@ BOOTSTRAP_CHILD = textwrap.dedent("""
 
     engine.BOOTSTRAP_PAGE = int(sys.argv[3])
     client = SyncClient(sys.argv[1], os.environ["AGENTDESK_TOKEN"], timeout=120)
-    engine.SyncEngine(Path(sys.argv[2]), client, live=False).run()
+    engine.SyncEngine(Path(sys.argv[2]), client, live=False, snapshots=sys.argv[4:] != ["pages"]).run()
 """)
 PAGE = 50
 
@@ -150,12 +141,13 @@ def interactions_in(cache_path: Path) -> int:
 
 def test_sigkill_during_a_bootstrap_resumes_where_it_stopped(live_server, proxy, tmp_path, monkeypatch):
     """Killed after three pages of interactions were committed, the client resumes from the fourth: the pages
-    before are neither fetched again nor doubled, and the cache ends equal to the server."""
+    before are neither fetched again nor doubled, and the cache ends equal to the server. (Pages: a fresh cache
+    loads from the server's snapshot where it makes one, test_snapshot.py; pages are how a bootstrap resumes.)"""
     add_messages(live_server, 400)
     token = live_server.world.tokens["alice@example.com"]
     cache_path = tmp_path / "cache.sqlite3"
     proxy.stall_next(b"entity=interactions", skip=3)
-    args = ["-c", BOOTSTRAP_CHILD, proxy.url, str(cache_path), str(PAGE)]
+    args = ["-c", BOOTSTRAP_CHILD, proxy.url, str(cache_path), str(PAGE), "pages"]
     client = spawn(args, {"AGENTDESK_TOKEN": token}, tmp_path / "client.log")
     try:
         wait_for(lambda: proxy.fired == 1, "the client did not ask for a fourth page of interactions")

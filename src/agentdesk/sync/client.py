@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -86,6 +87,11 @@ class SyncClient:
             response = (http or self.http).request(method, path, **kw)
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             raise ServerUnavailable(f"{self.base_url} unreachable ({type(exc).__name__})") from exc
+        self._raise_for(response, method, path)
+        return response
+
+    def _raise_for(self, response: httpx.Response, method: str, path: str) -> None:
+        """The matching exception for an answer that is not a success."""
         if response.status_code == 401:
             raise AuthRejected("The server refused the API token (401). Check AGENTDESK_TOKEN or run `agentdesk login`.")
         if response.status_code == 410:
@@ -93,7 +99,6 @@ class SyncClient:
         if response.status_code >= 400:
             error = RequestRejected if response.status_code < 500 and response.status_code != 429 else ServerUnavailable
             raise error(f"{method} {path} answered {response.status_code}: {response.text[:200]}")
-        return response
 
     def decode(self, body: bytes) -> Any:
         import orjson
@@ -115,6 +120,29 @@ class SyncClient:
         if (next_after := response.headers.get("Agentdesk-Next-After")) is None:
             return response.content, self.decode(response.content)["next_after"]
         return response.content, unquote(next_after) or None
+
+    def snapshot(self, path: Path, columns: Mapping[str, Sequence[str]]) -> str | None:
+        """Every row this agent may see, as one SQLite file written to `path` (these `columns` of each entity),
+        and the cursor to pull from after it; None from a server that makes no snapshots (load the pages)."""
+        import httpx
+
+        params = {entity: ",".join(names) for entity, names in columns.items()}
+        try:
+            with self.http.stream("GET", "/api/v1/sync/snapshot", params=params, timeout=httpx.Timeout(self._timeout, read=120)) as response:
+                if response.status_code == 404:
+                    return None
+                if response.status_code != 200:
+                    response.read()
+                    self._raise_for(response, "GET", "/api/v1/sync/snapshot")
+                with path.open("wb") as file:
+                    for block in response.iter_bytes(1 << 20):
+                        file.write(block)
+                cursor = response.headers.get("Agentdesk-Cursor")
+        except httpx.HTTPError as exc:
+            raise ServerUnavailable(f"{self.base_url} unreachable ({type(exc).__name__})") from exc
+        if not cursor:
+            raise ServerUnavailable(f"{self.base_url} sent a snapshot without its cursor")
+        return cursor
 
     def pull(self, cursor: str, limit: int) -> dict[str, Any]:
         return self.decode(self.pull_page(cursor, limit))

@@ -9,8 +9,10 @@ changes along: when its page starts at the cache's cursor the engine applies it 
 
 from __future__ import annotations
 
+import logging
 import queue
 import random
+import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -30,6 +32,7 @@ from agentdesk.sync.live import LiveStream, Presence
 from agentdesk.sync.presence import Announcer
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 BOOTSTRAP_PAGE = 10000  # rows per bootstrap request: few round trips, bounded memory
 BOOTSTRAP_AHEAD = 4  # pages requested ahead of the one being written (~4 MB each): the slower ones come meanwhile
@@ -79,9 +82,11 @@ class SyncEngine:
         on_status: Callable[[SyncStatus], None] = lambda status: None,
         live: bool = True,
         live_poll_interval: float = 60.0,
+        snapshots: bool = True,
     ) -> None:
         self.cache_path = cache_path
         self.client = client
+        self.snapshots = snapshots  # a fresh cache loads from the server's snapshot where it makes one (else pages)
         self.page_size = page_size
         self.poll_interval = poll_interval
         self.on_status = on_status
@@ -251,12 +256,16 @@ class SyncEngine:
         self._report(cache, online=True, changed=changed, last_sync=utcnow())
 
     def bootstrap(self, cache: Cache) -> None:
-        """Load every entity in pages; each page commits with its progress, so a restart resumes."""
-        cursor = cache.state("bootstrap.cursor")
-        todo = [(entity, progress.removeprefix("after:")) for entity in MIRROR_TABLES
-                if (progress := cache.state(f"bootstrap.{entity}", "after:")) != "done"]
-        loaded: dict[str, int] = {}
+        """Load every entity: a cache that has nothing yet from the server's snapshot, where it makes one (one
+        SQLite file, one transaction); otherwise, and to resume or reload, in pages, each committed with its
+        progress, so a restart resumes."""
         try:
+            if self.snapshots and cache.state("bootstrap.cursor") is None:
+                self._load_snapshot(cache)
+            cursor = cache.state("bootstrap.cursor")
+            todo = [(entity, progress.removeprefix("after:")) for entity in MIRROR_TABLES
+                    if (progress := cache.state(f"bootstrap.{entity}", "after:")) != "done"]
+            loaded: dict[str, int] = {}
             with closing(self._bootstrap_pages(todo)) as pages:  # closed at once if a write fails: the fetcher ends
                 for entity, page in pages:
                     if cursor is None:  # the first page's cursor: pull from there re-applies anything newer
@@ -268,6 +277,20 @@ class SyncEngine:
             cache.finish_bootstrap(cursor or "")
         finally:
             cache.bulk_load(False)  # the connection's usual page cache and checkpoints, however the load ended
+
+    def _load_snapshot(self, cache: Cache) -> None:
+        """The rows of a fresh cache from the server's snapshot (sync/client.snapshot), if it makes one. One that
+        is not a usable database is set aside: the pages load the rows instead."""
+        path = cache.path.with_name(cache.path.name + ".snapshot")
+        self._report(cache, online=True, bootstrapping="everything in one file")
+        try:
+            if (cursor := self.client.snapshot(path, MIRROR_TABLES)) is not None:
+                loaded = cache.load_snapshot(path, cursor)
+                self._report(cache, online=True, bootstrapping=f"interactions {loaded['interactions']:,}")
+        except sqlite3.DatabaseError as exc:
+            log.warning("the server's snapshot is not a usable database (%s): loading the pages instead", exc)
+        finally:
+            path.unlink(missing_ok=True)
 
     def _bootstrap_pages(self, todo: list[tuple[str, str]]) -> Iterator[tuple[str, dict]]:
         """(entity, page) for each (entity, after) still to load, in order. A thread of its own requests the

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentdesk.server.compaction import horizon
@@ -26,6 +30,7 @@ from agentdesk.server.models import (
     UTCDateTime,
 )
 from agentdesk.server import mutations
+from agentdesk.server import snapshot as snapshot_file
 from agentdesk.server.mutations import MutationIn, MutationResult
 from agentdesk.server.limits import ASGIApp, Receive, Scope, Send, bearer_token
 from agentdesk.server.routes.inbound import read_model, send_json  # the ASGI fast paths' pieces
@@ -207,6 +212,33 @@ def bootstrap(
     # ask for the next pages before it decodes this one.
     headers = {"Agentdesk-Next-After": quote(next_after or "", safe="")}
     return Response(orjson.dumps(page, default=tuple), media_type="application/json", headers=headers)  # default: the rows
+
+
+@router.get("/snapshot")
+def snapshot(caller: CallerDep, request: Request) -> Response:
+    """Every row the caller may see, as one SQLite file (server/snapshot.py), its cursor in `Agentdesk-Cursor`;
+    404 from a server that makes none (PostgreSQL): load the bootstrap pages. A query parameter named after an
+    entity lists the columns wanted of it, as a bootstrap page's `columns` does."""
+    engine = request.app.state.engine
+    if not snapshot_file.available(engine):
+        raise HTTPException(404, "This server makes no snapshots: load the bootstrap pages.")
+    queries = {}
+    for entity, model in ENTITIES.items():
+        names = _page_columns(entity, request.query_params.get(entity, ""))
+        query = sa.select(*[_as_wire_text(model.__table__.c[name], "sqlite") for name in names])  # type: ignore[attr-defined]
+        where = snapshot_file.interactions_visible(caller.teams) if entity == "interactions" else _visible_filter(entity, caller.teams)
+        queries[entity] = (names, query if where is None else query.where(where))
+    handle, name = tempfile.mkstemp(prefix="agentdesk-snapshot-", suffix=".sqlite3")
+    os.close(handle)
+    path = Path(name)
+    try:
+        head = snapshot_file.build(engine, queries, path)
+        size = path.stat().st_size
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    headers = {"Agentdesk-Cursor": encode_cursor(head), "Content-Length": str(size)}
+    return StreamingResponse(snapshot_file.chunks(path), media_type="application/vnd.sqlite3", headers=headers)
 
 
 class ChangeOut(BaseModel):

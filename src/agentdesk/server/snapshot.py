@@ -1,0 +1,64 @@
+"""A desk's first load as one SQLite file (GET /api/v1/sync/snapshot): every row the caller may see, in the
+bootstrap pages' shape (the same columns, visibility rule and wire text), written by the database itself.
+
+The desk attaches the file and copies the rows in with `INSERT … SELECT`: no JSON to make or parse on either
+side, which was most of a paged bootstrap's cost (bench/sync_bench.py). The file is read in one transaction, so
+it is one consistent view of the database, and its cursor (the change log's head, read first) is where the
+desk's pull starts. SQLite servers only: a PostgreSQL server answers 404 and the desk loads the pages.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from agentdesk.server.models import Change, Conversation, Interaction
+from agentdesk.server.wire import ENTITIES
+
+
+def available(engine: sa.Engine) -> bool:
+    return engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+
+
+def build(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]], path: Path) -> int:
+    """Write each entity's rows (`queries`: entity -> (its columns, the SELECT of them)) into a new SQLite file
+    at `path`; the change-log position the file shows everything up to."""
+    db = sqlite3.connect(engine.url.database, isolation_level=None, timeout=30)  # type: ignore[arg-type]
+    try:
+        db.execute("ATTACH DATABASE ? AS snapshot", (str(path),))
+        db.execute("PRAGMA snapshot.journal_mode=OFF")  # a new file, thrown away if this fails
+        db.execute("PRAGMA snapshot.synchronous=OFF")
+        db.execute("BEGIN")
+        head = db.execute(*_sql(engine, sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0)))).fetchone()[0]
+        for entity, (names, query) in queries.items():
+            db.execute(f"CREATE TABLE snapshot.{entity} ({', '.join(names)})")
+            sql, params = _sql(engine, query.order_by(ENTITIES[entity].__table__.c.id))  # type: ignore[attr-defined]
+            db.execute(f"INSERT INTO snapshot.{entity} ({', '.join(names)}) {sql}", params)
+        db.execute("COMMIT")
+        db.execute("DETACH DATABASE snapshot")
+        return head
+    finally:
+        db.close()
+
+
+def chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
+    """The file's bytes, for a streamed answer. The name is gone once the file is open (the data stays until
+    it is closed), so a request that ends early leaves nothing behind."""
+    with path.open("rb") as file:
+        path.unlink()
+        while block := file.read(size):
+            yield block
+
+
+def interactions_visible(teams: list[str]) -> sa.ColumnElement[bool]:
+    """The interactions of the caller's teams' conversations."""
+    return Interaction.conversation_id.in_(sa.select(Conversation.id).where(Conversation.team_id.in_(teams)))  # type: ignore[attr-defined]
+
+
+def _sql(engine: sa.Engine, query: sa.Select) -> tuple[str, list]:
+    """The statement as SQLite text and its parameters, in order."""
+    compiled = query.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    return str(compiled), [compiled.params[name] for name in compiled.positiontup or ()]

@@ -1,0 +1,96 @@
+"""A fresh cache loads from the server's snapshot (one SQLite file, server/snapshot.py) where the server makes one,
+against a real server: the same rows as the bootstrap pages, a pull on from its cursor, and nothing half-loaded
+from a snapshot that breaks off or is not a usable database. A PostgreSQL server makes none: the pages load."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from agentdesk.server.changes import record_upsert
+from agentdesk.server.db import session
+from agentdesk.server.models import Conversation
+from agentdesk.store.cache import Cache
+from agentdesk.store.search import search
+from agentdesk.sync.client import ServerUnavailable, SyncClient
+from agentdesk.sync.engine import SyncEngine
+from mirror import mirror
+
+ALICE = "alice@example.com"
+
+
+def makes_snapshots(live) -> bool:
+    return live.engine.dialect.name == "sqlite"
+
+
+def bootstrapped(live, path, *, snapshots: bool, url: str | None = None) -> tuple[Cache, list[str]]:
+    """A cache bootstrapped by the real engine, and the entities it asked pages of."""
+    cache, client = Cache(path), SyncClient(url or live.url, live.world.tokens[ALICE])
+    paged: list[str] = []
+    page = client.bootstrap_page
+    client.bootstrap_page = lambda entity, *args: (paged.append(entity), page(entity, *args))[1]  # type: ignore[method-assign]
+    SyncEngine(path, client, live=False, snapshots=snapshots).sync_once(cache)
+    client.close()
+    return cache, paged
+
+
+def test_a_snapshot_loads_the_rows_the_pages_load_and_the_pull_goes_on_from_its_cursor(live_server, tmp_path):
+    by_snapshot, paged = bootstrapped(live_server, tmp_path / "snapshot.sqlite3", snapshots=True)
+    by_pages, _ = bootstrapped(live_server, tmp_path / "pages.sqlite3", snapshots=False)
+    assert (paged == []) == makes_snapshots(live_server)  # a SQLite server's snapshot, PostgreSQL's pages
+    assert by_snapshot.db.execute("SELECT count(*) FROM interactions").fetchone()[0] > 0
+    assert mirror(by_snapshot.db) == mirror(by_pages.db)  # the same text: times, JSON, flags alike
+    assert not (tmp_path / "snapshot.sqlite3.snapshot").exists()
+    with session(live_server.engine) as db:  # a change after the snapshot: the next round pulls it
+        conversation = db.get(Conversation, live_server.world.conversations["maria-email"])
+        conversation.priority = "urgent"
+        record_upsert(db, conversation)
+        db.commit()
+    SyncEngine(by_snapshot.path, SyncClient(live_server.url, live_server.world.tokens[ALICE]), live=False).sync_once(by_snapshot)
+    assert by_snapshot.conversation(live_server.world.conversations["maria-email"])["priority"] == "urgent"
+    assert by_snapshot.state("bootstrapped") == "1" and search(by_snapshot.db, "Hello", limit=50)  # indexed
+
+
+def test_a_snapshot_cut_off_in_transfer_loads_nothing_and_the_next_round_loads_it_whole(live_server, proxy, tmp_path):
+    proxy.cut_next(b"/sync/snapshot", after=2000)
+    path = tmp_path / "cache.sqlite3"
+    cache, client = Cache(path), SyncClient(proxy.url, live_server.world.tokens[ALICE])
+    engine = SyncEngine(path, client, live=False)
+    if makes_snapshots(live_server):
+        with pytest.raises(ServerUnavailable):
+            engine.sync_once(cache)
+        assert proxy.fired == 1 and cache.state("bootstrap.cursor") is None
+        assert cache.db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 0
+        assert not (tmp_path / "cache.sqlite3.snapshot").exists()
+        proxy.heal()
+    engine.sync_once(cache)
+    fresh, _ = bootstrapped(live_server, tmp_path / "fresh.sqlite3", snapshots=False)
+    assert mirror(cache.db) == mirror(fresh.db) and cache.state("bootstrapped") == "1"
+    client.close()
+
+
+@pytest.mark.parametrize("made", ["garbage", "a view"])
+def test_a_snapshot_that_is_not_a_usable_database_is_set_aside_for_the_pages(live_server, tmp_path, made):
+    """The file is the server's: one that is no database, or names a view where a table belongs (a view could
+    run functions as it is read), loads nothing; the pages load the rows instead."""
+    path = tmp_path / "cache.sqlite3"
+    cache, client = Cache(path), SyncClient(live_server.url, live_server.world.tokens[ALICE])
+
+    def bad_snapshot(target, columns):  # noqa: ANN001, ANN202
+        if made == "garbage":
+            target.write_bytes(b"not a database at all " * 500)
+        else:
+            db = sqlite3.connect(target)
+            for entity in columns:
+                db.execute(f"CREATE {'VIEW' if entity == 'interactions' else 'TABLE'} {entity} AS SELECT 'x' AS id")
+            db.close()
+        return "djE6MA"  # cursor 0
+
+    client.snapshot = bad_snapshot  # type: ignore[method-assign]
+    SyncEngine(path, client, live=False).sync_once(cache)
+    fresh, _ = bootstrapped(live_server, tmp_path / "fresh.sqlite3", snapshots=False)
+    assert mirror(cache.db) == mirror(fresh.db)
+    assert cache.db.execute("SELECT count(*) FROM interactions WHERE id = 'x'").fetchone()[0] == 0
+    assert not (tmp_path / "cache.sqlite3.snapshot").exists()
+    client.close()
