@@ -250,6 +250,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--changes", type=int, help="change-log entries to catch up on (default 10,000; quick 2,000)")
     parser.add_argument("--profile", type=Path, help="write cProfile stats of server and client here (slower; figures not comparable)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--pages", action="store_true", help="bootstrap in pages, not from the server's snapshot")
     parser.add_argument("--tcp-nodelay", action="store_true",
                         help="what-if: serve on a proto=IPPROTO_TCP socket so TCP_NODELAY is set (see bench/_serve.py)")
     args = parser.parse_args(argv)
@@ -281,6 +282,7 @@ def main(argv: list[str]) -> None:
     server_profile = str(args.profile / "sync_server.pstats") if args.profile else None
 
     result: dict[str, Any] = {"bench": "sync", "quick": args.quick, "dataset": world.counts,
+                              "bootstrap_by": "pages" if args.pages else "snapshot",
                               "what_if": {"tcp_nodelay": True} if args.tcp_nodelay else None}
     load_before = os.getloadavg()
     with ServerProcess(server_db, profile=server_profile, tcp_nodelay=args.tcp_nodelay) as server:
@@ -292,7 +294,7 @@ def main(argv: list[str]) -> None:
         with ClientProfile(args.profile / "sync_client_bootstrap.pstats" if args.profile else None):
             t0 = time.perf_counter()
             cache = Cache(cache_path)
-            engine = SyncEngine(cache_path, client)
+            engine = SyncEngine(cache_path, client, snapshots=not args.pages)
             split = Split(client, cache)
             engine.sync_once(cache)
             bootstrap_s = time.perf_counter() - t0

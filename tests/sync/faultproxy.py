@@ -175,3 +175,4 @@ async def _read(reader: asyncio.StreamReader) -> bytes:
         return await reader.read(65536)
     except (ConnectionError, OSError):
         return b""
+

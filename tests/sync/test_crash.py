@@ -12,11 +12,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from sqlmodel import select
 
 from agentdesk.cli import main
@@ -27,6 +28,7 @@ from agentdesk.server.models import Interaction, Mutation
 from agentdesk.store.cache import Cache
 from agentdesk.sync.client import SyncClient
 from agentdesk.sync.engine import SyncEngine
+from faultproxy import FaultProxy
 from mirror import differences, mirror, server_view
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -38,6 +40,13 @@ def wait_for(predicate: Callable[[], object], what: str, timeout: float = 30.0) 
     while not predicate():
         assert time.monotonic() < deadline, f"{what} (after {timeout} s)"
         time.sleep(0.05)
+
+
+@pytest.fixture
+def proxy(live_server) -> Iterator[FaultProxy]:
+    proxy = FaultProxy(int(live_server.url.rsplit(":", 1)[1])).start()
+    yield proxy
+    proxy.stop()
 
 
 def spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
@@ -172,4 +181,26 @@ def test_sigkill_during_a_bootstrap_resumes_where_it_stopped(live_server, proxy,
     assert "entity=teams" not in " ".join(resumed)  # finished entities are not loaded again
     after = parse_qs(urlsplit(resumed[0].split()[1]).query)["after"]
     assert after == [progress["bootstrap.interactions"].removeprefix("after:")]  # from where it stopped
+    assert_cache_equals_server(cache_path, live_server, token, tmp_path)
+
+
+def test_sigkill_during_a_snapshot_bootstrap_leaves_nothing_half_loaded(live_server, proxy, tmp_path):
+    """Killed while it waits for the server's snapshot, the client has loaded nothing; restarted, it loads it
+    whole. (A PostgreSQL server makes no snapshot: the same holds of its first page.)"""
+    add_messages(live_server, 400)
+    token = live_server.world.tokens["alice@example.com"]
+    cache_path = tmp_path / "cache.sqlite3"
+    first = b"/sync/snapshot" if live_server.engine.dialect.name == "sqlite" else b"entity=teams"
+    proxy.stall_next(first)
+    client = spawn(["-c", BOOTSTRAP_CHILD, proxy.url, str(cache_path), str(PAGE)], {"AGENTDESK_TOKEN": token}, tmp_path / "client.log")
+    try:
+        wait_for(lambda: proxy.fired == 1, "the client did not ask for its first load")
+    finally:
+        sigkill(client)
+    assert interactions_in(cache_path) == 0
+    proxy.heal()
+    cache = Cache(cache_path)
+    SyncEngine(cache_path, SyncClient(proxy.url, token), live=False).sync_once(cache)
+    cache.close()
+    assert not cache_path.with_name(cache_path.name + ".snapshot").exists()
     assert_cache_equals_server(cache_path, live_server, token, tmp_path)

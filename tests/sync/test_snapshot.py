@@ -15,6 +15,7 @@ from agentdesk.store.cache import Cache
 from agentdesk.store.search import search
 from agentdesk.sync.client import ServerUnavailable, SyncClient
 from agentdesk.sync.engine import SyncEngine
+from faultproxy import FaultProxy
 from mirror import mirror
 
 ALICE = "alice@example.com"
@@ -52,19 +53,23 @@ def test_a_snapshot_loads_the_rows_the_pages_load_and_the_pull_goes_on_from_its_
     assert by_snapshot.state("bootstrapped") == "1" and search(by_snapshot.db, "Hello", limit=50)  # indexed
 
 
-def test_a_snapshot_cut_off_in_transfer_loads_nothing_and_the_next_round_loads_it_whole(live_server, proxy, tmp_path):
+def test_a_snapshot_cut_off_in_transfer_loads_nothing_and_the_next_round_loads_it_whole(live_server, tmp_path):
+    proxy = FaultProxy(int(live_server.url.rsplit(":", 1)[1])).start()  # (tests/sync/faultproxy.py)
     proxy.cut_next(b"/sync/snapshot", after=2000)
     path = tmp_path / "cache.sqlite3"
     cache, client = Cache(path), SyncClient(proxy.url, live_server.world.tokens[ALICE])
     engine = SyncEngine(path, client, live=False)
-    if makes_snapshots(live_server):
-        with pytest.raises(ServerUnavailable):
-            engine.sync_once(cache)
-        assert proxy.fired == 1 and cache.state("bootstrap.cursor") is None
-        assert cache.db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 0
-        assert not (tmp_path / "cache.sqlite3.snapshot").exists()
-        proxy.heal()
-    engine.sync_once(cache)
+    try:
+        if makes_snapshots(live_server):
+            with pytest.raises(ServerUnavailable):
+                engine.sync_once(cache)
+            assert proxy.fired == 1 and cache.state("bootstrap.cursor") is None
+            assert cache.db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 0
+            assert not (tmp_path / "cache.sqlite3.snapshot").exists()
+            proxy.heal()
+        engine.sync_once(cache)
+    finally:
+        proxy.stop()
     fresh, _ = bootstrapped(live_server, tmp_path / "fresh.sqlite3", snapshots=False)
     assert mirror(cache.db) == mirror(fresh.db) and cache.state("bootstrapped") == "1"
     client.close()
