@@ -5,6 +5,7 @@ endpoint cannot slip in without its access check."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 
 import httpx
@@ -16,7 +17,7 @@ from agentdesk.server.models import MergeRecord, MergeSuggestion
 from agentdesk.server.mutations import APPLIERS
 
 PUBLIC = {"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
-NO_ID = {"/api/v1/me", "/api/v1/events", "/api/v1/sync/bootstrap", "/api/v1/sync/pull"}  # scoped to the caller
+NO_ID = {"/api/v1/me", "/api/v1/events", "/api/v1/sync/bootstrap", "/api/v1/sync/snapshot", "/api/v1/sync/pull"}  # scoped to the caller
 INTEGRATION = {"/api/v1/interactions/inbound"}  # integration tokens only
 
 
@@ -99,7 +100,21 @@ def test_every_id_taking_endpoint_answers_404_across_teams(live_server, bobs):
         assert response.status_code in (403, 405), (path, response.status_code)
 
 
-def test_pull_and_bootstrap_carry_nothing_of_the_other_team(live_server, bobs):
+def snapshot_rows(http: httpx.Client, path) -> set[str]:  # noqa: ANN001
+    """Every row of the caller's snapshot file, as text (none from a server that makes no snapshots)."""
+    response = http.get("/api/v1/sync/snapshot")
+    if response.status_code == 404:
+        return set()
+    path.write_bytes(response.content)
+    db = sqlite3.connect(path)
+    tables = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    rows = {str(row) for table in tables for row in db.execute(f"SELECT * FROM {table}")}
+    db.close()
+    assert tables and rows
+    return rows
+
+
+def test_pull_and_bootstrap_carry_nothing_of_the_other_team(live_server, bobs, tmp_path):
     note = {"conversation_id": bobs["conversation"], "interaction_id": uuid.uuid4().hex, "channel": "email", "text": "Bob's note"}
     pushed = as_agent(live_server, "bob@example.com").post(
         "/api/v1/sync/push", json={"mutations": [{"id": uuid.uuid4().hex, "kind": "note", "args": note}]}
@@ -111,6 +126,7 @@ def test_pull_and_bootstrap_carry_nothing_of_the_other_team(live_server, bobs):
     for entity in ("conversations", "customers", "identities", "interactions", "merge_suggestions"):
         page = alice.get("/api/v1/sync/bootstrap", params={"entity": entity}).json()
         seen |= {str(row) for row in page["rows"]}
+    seen |= snapshot_rows(alice, tmp_path / "snapshot.sqlite3")
     assert not any(bobs["conversation"] in s or bobs["customer"] in s or "Bob's note" in s for s in seen)
     bob_changes = as_agent(live_server, "bob@example.com").get("/api/v1/sync/pull").json()["changes"]
     assert any(c["id"] == note["interaction_id"] for c in bob_changes)  # the probe would have seen it
