@@ -211,24 +211,29 @@ class Cache:
         `cursor`. The file is the server's, so it is read as data only: its tables by name, the columns both
         sides have, with untrusted schema objects disabled. Rows loaded, by entity."""
         self.db.execute("PRAGMA trusted_schema=OFF")  # no function a view or default of that file names runs here
-        self.db.execute("ATTACH DATABASE ? AS snapshot", (str(path),))  # (a file that is no database fails below)
         try:
-            tables = {name for (name,) in self.db.execute("SELECT name FROM snapshot.sqlite_master WHERE type = 'table'")}
-            loaded: dict[str, int] = {}
-            self.bulk_load(True)
-            with self.write() as db:
-                for entity, wanted in MIRROR_TABLES.items():
-                    if entity not in tables:
-                        raise sqlite3.DatabaseError(f"the snapshot has no {entity} table")
-                    have = {row[1] for row in db.execute(f"PRAGMA snapshot.table_info({entity})")}
-                    names = ", ".join(c for c in wanted if c in have)
-                    loaded[entity] = db.execute(f"INSERT OR REPLACE INTO main.{entity} ({names}) SELECT {names} FROM snapshot.{entity}").rowcount
-                    self.set_state(f"bootstrap.{entity}", "done", db)
-                self.set_state("bootstrap.cursor", cursor, db)
-            return loaded
+            self.db.execute("ATTACH DATABASE ? AS snapshot", (str(path),))  # (a file that is no database fails below)
+            try:
+                return self._copy_snapshot(cursor)
+            finally:
+                self.db.execute("DETACH DATABASE snapshot")
         finally:
-            self.db.execute("DETACH DATABASE snapshot")
             self.db.execute("PRAGMA trusted_schema=ON")  # SQLite's default, which the search index's triggers need
+
+    def _copy_snapshot(self, cursor: str) -> dict[str, int]:
+        tables = {name for (name,) in self.db.execute("SELECT name FROM snapshot.sqlite_master WHERE type = 'table'")}
+        loaded: dict[str, int] = {}
+        self.bulk_load(True)
+        with self.write() as db:
+            for entity, wanted in MIRROR_TABLES.items():
+                if entity not in tables:
+                    raise sqlite3.DatabaseError(f"the snapshot has no {entity} table")
+                have = {row[1] for row in db.execute(f"PRAGMA snapshot.table_info({entity})")}
+                names = ", ".join(c for c in wanted if c in have)
+                loaded[entity] = db.execute(f"INSERT OR REPLACE INTO main.{entity} ({names}) SELECT {names} FROM snapshot.{entity}").rowcount
+                self.set_state(f"bootstrap.{entity}", "done", db)
+            self.set_state("bootstrap.cursor", cursor, db)
+        return loaded
 
     def reset_mirror(self) -> None:
         """Forget the server's data (kept: outbox, drafts, notices), so the next sync bootstraps afresh."""
