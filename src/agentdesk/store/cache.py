@@ -18,6 +18,7 @@ from typing import Any
 
 from agentdesk.domain.clock import to_iso, utcnow
 from agentdesk.store.schema import (
+    ENTITY_INDEXES,
     FTS_DROP,
     INDEXES,
     LOCAL_TABLES,
@@ -205,35 +206,42 @@ class Cache:
             db.executemany(f"INSERT OR REPLACE INTO {entity} ({names}) VALUES ({marks})", kept)
             self.set_state(f"bootstrap.{entity}", "done" if next_after is None else f"after:{next_after}", db)
 
-    def load_snapshot(self, path: Path, cursor: str) -> dict[str, int]:
-        """Load a server snapshot (server/snapshot.py: a SQLite file of every row the agent may see) into the
-        mirror tables, in one transaction with the bootstrap's progress: each entity done, the pull to start at
-        `cursor`. The file is the server's, so it is read as data only: its tables by name, the columns both
-        sides have, with untrusted schema objects disabled. Rows loaded, by entity."""
+    def load_snapshot(self, path: Path, entities: Sequence[str], cursor: str | None) -> dict[str, int]:
+        """Load these `entities` from a server snapshot (server/snapshot.py: a SQLite file of the rows the agent
+        may see) into the mirror tables, in one transaction with the bootstrap's progress: those entities done,
+        and (the first file's) the pull to start at `cursor`. The file is the server's, so it is read as data
+        only: its tables by name, the columns both sides have, with untrusted schema objects disabled. Rows
+        loaded, by entity."""
         self.db.execute("PRAGMA trusted_schema=OFF")  # no function a view or default of that file names runs here
         try:
             self.db.execute("ATTACH DATABASE ? AS snapshot", (str(path),))  # (a file that is no database fails below)
             try:
-                return self._copy_snapshot(cursor)
+                return self._copy_snapshot(entities, cursor)
             finally:
                 self.db.execute("DETACH DATABASE snapshot")
         finally:
             self.db.execute("PRAGMA trusted_schema=ON")  # SQLite's default, which the search index's triggers need
 
-    def _copy_snapshot(self, cursor: str) -> dict[str, int]:
+    def _copy_snapshot(self, entities: Sequence[str], cursor: str | None) -> dict[str, int]:
         tables = {name for (name,) in self.db.execute("SELECT name FROM snapshot.sqlite_master WHERE type = 'table'")}
         loaded: dict[str, int] = {}
         self.bulk_load(True)
         with self.write() as db:
-            for entity, wanted in MIRROR_TABLES.items():
+            for entity in entities:
                 if entity not in tables:
                     raise sqlite3.DatabaseError(f"the snapshot has no {entity} table")
                 have = {row[1] for row in db.execute(f"PRAGMA snapshot.table_info({entity})")}
-                names = ", ".join(c for c in wanted if c in have)
+                names = ", ".join(c for c in MIRROR_TABLES[entity] if c in have)
                 loaded[entity] = db.execute(f"INSERT OR REPLACE INTO main.{entity} ({names}) SELECT {names} FROM snapshot.{entity}").rowcount
                 self.set_state(f"bootstrap.{entity}", "done", db)
-            self.set_state("bootstrap.cursor", cursor, db)
+            if cursor is not None:
+                self.set_state("bootstrap.cursor", cursor, db)
         return loaded
+
+    def finish_entity(self, entity: str) -> None:
+        """Build a loaded entity's indexes and search index (store/schema.py ENTITY_INDEXES)."""
+        with self.write() as db:
+            _run_script(db, ENTITY_INDEXES.get(entity, ""))
 
     def reset_mirror(self) -> None:
         """Forget the server's data (kept: outbox, drafts, notices), so the next sync bootstraps afresh."""

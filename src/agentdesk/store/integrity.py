@@ -229,7 +229,7 @@ def salvage(path: Path) -> tuple[dict[str, tuple[list[str], list[tuple]]], set[s
 
 
 def _mirror_state(key: str) -> bool:
-    return key in ("cursor", "bootstrapped", "search.built") or key.startswith("bootstrap.")
+    return key in ("cursor", "bootstrapped") or key.startswith(("bootstrap.", "search.built"))
 
 
 def _readable_rows(db: sqlite3.Connection, table: str, columns: list[str]) -> tuple[list[tuple], bool]:

@@ -72,15 +72,17 @@ def mirror_ddl() -> str:
     return "\n".join(table_ddl(table) for table in MIRROR_TABLES)
 
 
-# The customer card's lookups (store/customers.py): a customer's conversations, merge suggestions, and
-# their rated messages (partial: only the few interactions whose meta holds a "csat"; the query repeats
+# The customer card's lookups (store/customers.py), by table: a customer's conversations, merge suggestions,
+# and their rated messages (partial: only the few interactions whose meta holds a "csat"; the query repeats
 # the index's WHERE term word for word so SQLite can use it).
-CARD_INDEXES = """
-CREATE INDEX IF NOT EXISTS conversations_customer ON conversations (customer_id, status);
-CREATE INDEX IF NOT EXISTS interactions_csat ON interactions (customer_id, occurred_at) WHERE meta LIKE '%"csat"%';
+CARD_INDEXES = {
+    "conversations": "CREATE INDEX IF NOT EXISTS conversations_customer ON conversations (customer_id, status);",
+    "interactions": """CREATE INDEX IF NOT EXISTS interactions_csat ON interactions (customer_id, occurred_at) WHERE meta LIKE '%"csat"%';""",
+    "merge_suggestions": """
 CREATE INDEX IF NOT EXISTS merge_suggestions_customer ON merge_suggestions (customer_id);
-CREATE INDEX IF NOT EXISTS merge_suggestions_other ON merge_suggestions (other_id);
-"""
+CREATE INDEX IF NOT EXISTS merge_suggestions_other ON merge_suggestions (other_id);""",
+}
+
 
 def _fts_ddl(table: str, columns: tuple[str, ...]) -> str:
     """An external-content FTS5 index over a mirror table (the text stays only in the table), filled once,
@@ -90,6 +92,7 @@ def _fts_ddl(table: str, columns: tuple[str, ...]) -> str:
     columnsize=0 skips the per-row size table (bm25 ranking is not used); a 16 MB hashsize makes the
     one-off build flush fewer, larger segments (fewer merges)."""
     fts, cols = f"{table}_fts", ", ".join(columns)
+    built = f"SELECT 1 FROM sync_state WHERE key IN ('search.built', 'search.built.{table}')"  # the first: older caches'
     old, new = ", ".join(f"old.{c}" for c in columns), ", ".join(f"new.{c}" for c in columns)
     drop = f"INSERT INTO {fts}({fts}, rowid, {cols})"
     return f"""
@@ -108,26 +111,17 @@ CREATE TRIGGER IF NOT EXISTS {fts}_update AFTER UPDATE OF {cols} ON {table} BEGI
     {drop} VALUES ('delete', old.rowid, {old});
     INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new});
 END;
-INSERT INTO {fts}({fts}, rank) SELECT 'hashsize', 16777216 WHERE NOT EXISTS (SELECT 1 FROM sync_state WHERE key = 'search.built');
-INSERT INTO {fts}({fts}) SELECT 'rebuild' WHERE NOT EXISTS (SELECT 1 FROM sync_state WHERE key = 'search.built');
+INSERT INTO {fts}({fts}, rank) SELECT 'hashsize', 16777216 WHERE NOT EXISTS ({built});
+INSERT INTO {fts}({fts}) SELECT 'rebuild' WHERE NOT EXISTS ({built});
+INSERT OR REPLACE INTO sync_state (key, value) VALUES ('search.built.{table}', '1');
 """
 
 
-# Full-text search (store/search.py), built after the bootstrap load; 'search.built' marks it filled, so a
-# second run (a reload after an upgrade) does not rebuild an index the triggers kept current. The address
-# index serves from:+1415… (a prefix range).
-FTS_SEARCH = (
-    _fts_ddl("interactions", ("text", "subject"))
-    + _fts_ddl("customers", ("display_name",))
-    + _fts_ddl("identities", ("address",))
-    + "CREATE INDEX IF NOT EXISTS identities_address ON identities (address);"
-    + "INSERT OR REPLACE INTO sync_state (key, value) VALUES ('search.built', '1');"
-)
 FTS_TABLES = ("interactions", "customers", "identities")
 # Forgetting the mirror drops the index first: a million delete triggers would cost more than the rebuild.
 FTS_DROP = "".join(
     f"DROP TRIGGER IF EXISTS {t}_fts_{k}; " for t in FTS_TABLES for k in ("replace", "insert", "delete", "update")
-) + "".join(f"DROP TABLE IF EXISTS {t}_fts; " for t in FTS_TABLES) + "DELETE FROM sync_state WHERE key = 'search.built';"
+) + "".join(f"DROP TABLE IF EXISTS {t}_fts; " for t in FTS_TABLES) + "DELETE FROM sync_state WHERE key LIKE 'search.built%';"
 
 
 # Upgrades of an existing cache file, by the version they lead to: the SQL to run (outbox, drafts and sync
@@ -147,21 +141,35 @@ MIGRATIONS: dict[int, tuple[str, tuple[str, ...]]] = {
     3: (
         table_ddl("merge_suggestions")
         + "CREATE TABLE IF NOT EXISTS seen (conversation_id TEXT PRIMARY KEY, last_message_at TEXT);"
-        + CARD_INDEXES,  # the search index comes with the reload's finish_bootstrap, in the sync thread, not at open
+        + "".join(CARD_INDEXES.values()),  # the search index comes with the reload's finish_bootstrap, in the sync thread, not at open
         ("merge_suggestions",),
     ),
 }
 
-INDEXES = """
+# Each mirror table's indexes and full-text search (store/search.py), built once its rows are loaded (a
+# snapshot bootstrap builds the first file's while the server makes the second). A table's search index is
+# filled once: 'search.built.<table>' marks it, so a second run (a reload after an upgrade) does not rebuild an
+# index the triggers kept current (older caches have one mark for all: 'search.built').
+ENTITY_INDEXES = {
+    # The queue (store/queue.py): a count reads its tab's range of queue_counts; a window walks the sort's index
+    # in display order and stops after it. Each carries the columns tabs and filters test, so neither reads rows.
+    "conversations": """
 DROP INDEX IF EXISTS conversations_queue;
--- The queue (store/queue.py): a count reads its tab's range of queue_counts; a window walks the sort's index
--- in display order and stops after it. Each carries the columns tabs and filters test, so neither reads rows.
 CREATE INDEX IF NOT EXISTS queue_counts ON conversations (status, assignee_id, team_id, channel, priority, sla_due, last_message_at, id, tags);
 CREATE INDEX IF NOT EXISTS queue_sla ON conversations (ifnull(sla_due, '~'), last_message_at DESC, id, status, team_id, assignee_id, channel, priority, sla_due, tags);
 CREATE INDEX IF NOT EXISTS queue_newest ON conversations (last_message_at, id, status, team_id, assignee_id, channel, priority, tags);
 CREATE INDEX IF NOT EXISTS queue_priority ON conversations (CASE priority WHEN 'urgent' THEN 0 WHEN 'high' THEN 1 WHEN 'low' THEN 3 ELSE 2 END, ifnull(sla_due, '~'), last_message_at DESC, id, status, team_id, assignee_id, channel, priority, sla_due, tags);
+""" + CARD_INDEXES["conversations"],
+    "interactions": """
 CREATE INDEX IF NOT EXISTS interactions_conversation ON interactions (conversation_id, occurred_at);
 CREATE INDEX IF NOT EXISTS interactions_customer ON interactions (customer_id, occurred_at);
+""" + CARD_INDEXES["interactions"] + _fts_ddl("interactions", ("text", "subject")),
+    "customers": _fts_ddl("customers", ("display_name",)),
+    # The address index serves from:+1415… (a prefix range).
+    "identities": """
 CREATE INDEX IF NOT EXISTS identities_customer ON identities (customer_id);
-""" + CARD_INDEXES + FTS_SEARCH
-
+CREATE INDEX IF NOT EXISTS identities_address ON identities (address);
+""" + _fts_ddl("identities", ("address",)),
+    "merge_suggestions": CARD_INDEXES["merge_suggestions"],
+}
+INDEXES = "".join(ENTITY_INDEXES.values())

@@ -122,11 +122,12 @@ class SyncClient:
         return response.content, unquote(next_after) or None
 
     def snapshot(self, path: Path, columns: Mapping[str, Sequence[str]]) -> str | None:
-        """Every row this agent may see, as one SQLite file written to `path` (these `columns` of each entity),
-        and the cursor to pull from after it; None from a server that makes no snapshots (load the pages)."""
+        """The rows this agent may see of the entities in `columns` (these columns of each), as one SQLite file
+        written to `path`, and the cursor to pull from after it; None from a server that makes no snapshots
+        (load the pages)."""
         import httpx
 
-        params = {entity: ",".join(names) for entity, names in columns.items()}
+        params = {"entities": ",".join(columns), **{entity: ",".join(names) for entity, names in columns.items()}}
         try:
             with self.http.stream("GET", "/api/v1/sync/snapshot", params=params, timeout=httpx.Timeout(self._timeout, read=120)) as response:
                 if response.status_code == 404:

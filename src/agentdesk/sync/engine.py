@@ -17,7 +17,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -279,18 +279,37 @@ class SyncEngine:
             cache.bulk_load(False)  # the connection's usual page cache and checkpoints, however the load ended
 
     def _load_snapshot(self, cache: Cache) -> None:
-        """The rows of a fresh cache from the server's snapshot (sync/client.snapshot), if it makes one. One that
-        is not a usable database is set aside: the pages load the rows instead."""
-        path = cache.path.with_name(cache.path.name + ".snapshot")
-        self._report(cache, online=True, bootstrapping="everything in one file")
+        """The rows of a fresh cache from the server's snapshot (sync/client.snapshot), if it makes one, in two
+        files: first everything but the interactions, whose rows and indexes are loaded while the server makes
+        the second, the interactions. The first file's cursor is where the pull starts (the second is read
+        later, so it shows at least as much). A file that is not a usable database is set aside: the pages load
+        what is not loaded yet, as they do after a bootstrap stopped between the two files."""
+        first = [entity for entity in MIRROR_TABLES if entity != "interactions"]
+        paths = [cache.path.with_name(f"{cache.path.name}.snapshot{n}") for n in (1, 2)]
+        second: Future[str | None] | None = None
+        self._report(cache, online=True, bootstrapping="everything but the messages")
         try:
-            if (cursor := self.client.snapshot(path, MIRROR_TABLES)) is not None:
-                loaded = cache.load_snapshot(path, cursor)
-                self._report(cache, online=True, bootstrapping=f"interactions {loaded['interactions']:,}")
+            if (cursor := self.client.snapshot(paths[0], {entity: MIRROR_TABLES[entity] for entity in first})) is None:
+                return
+            second = in_thread(self.client.snapshot, paths[1], {"interactions": MIRROR_TABLES["interactions"]})
+            self._load_snapshot_file(cache, paths[0], first, cursor)
+            self._report(cache, online=True, bootstrapping="the messages")
+            if second.result() is not None:
+                self._load_snapshot_file(cache, paths[1], ["interactions"], None)
         except sqlite3.DatabaseError as exc:
             log.warning("the server's snapshot is not a usable database (%s): loading the pages instead", exc)
         finally:
-            path.unlink(missing_ok=True)
+            if second is not None:  # its file is written to the end before it is removed
+                with suppress(Exception):
+                    second.result()
+            for path in paths:
+                path.unlink(missing_ok=True)
+
+    def _load_snapshot_file(self, cache: Cache, path: Path, entities: list[str], cursor: str | None) -> None:
+        loaded = cache.load_snapshot(path, entities, cursor)
+        for entity in entities:
+            cache.finish_entity(entity)
+        self._report(cache, online=True, bootstrapping=", ".join(f"{entity} {count:,}" for entity, count in loaded.items() if count))
 
     def _bootstrap_pages(self, todo: list[tuple[str, str]]) -> Iterator[tuple[str, dict]]:
         """(entity, page) for each (entity, after) still to load, in order. A thread of its own requests the
