@@ -185,7 +185,7 @@ def test_sigkill_during_a_bootstrap_resumes_where_it_stopped(live_server, proxy,
 
 
 def test_sigkill_during_a_snapshot_bootstrap_leaves_nothing_half_loaded(live_server, proxy, tmp_path):
-    """Killed while it waits for the server's snapshot, the client has loaded nothing; restarted, it loads it
+    """Killed while it waits for the server's snapshot, the client has loaded none of the messages; restarted, it loads
     whole. (A PostgreSQL server makes no snapshot: the same holds of its first page.)"""
     add_messages(live_server, 400)
     token = live_server.world.tokens["alice@example.com"]

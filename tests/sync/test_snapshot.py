@@ -53,9 +53,11 @@ def test_a_snapshot_loads_the_rows_the_pages_load_and_the_pull_goes_on_from_its_
     assert by_snapshot.state("bootstrapped") == "1" and search(by_snapshot.db, "Hello", limit=50)  # indexed
 
 
-def test_a_snapshot_cut_off_in_transfer_loads_nothing_and_the_next_round_loads_it_whole(live_server, tmp_path):
+def test_a_snapshot_cut_off_in_transfer_loads_none_of_it_and_the_next_round_loads_the_rest(live_server, tmp_path):
+    """The messages' file breaks off: none of it is loaded (the other file is, whole), and the next round brings
+    the messages in pages."""
     proxy = FaultProxy(int(live_server.url.rsplit(":", 1)[1])).start()  # (tests/sync/faultproxy.py)
-    proxy.cut_next(b"/sync/snapshot", after=2000)
+    proxy.cut_next(b"entities=interactions", after=2000)
     path = tmp_path / "cache.sqlite3"
     cache, client = Cache(path), SyncClient(proxy.url, live_server.world.tokens[ALICE])
     engine = SyncEngine(path, client, live=False)
@@ -63,8 +65,9 @@ def test_a_snapshot_cut_off_in_transfer_loads_nothing_and_the_next_round_loads_i
         if makes_snapshots(live_server):
             with pytest.raises(ServerUnavailable):
                 engine.sync_once(cache)
-            assert proxy.fired == 1 and cache.state("bootstrap.cursor") is None
+            assert proxy.fired == 1 and cache.state("bootstrap.cursor") and cache.state("bootstrap.interactions") is None
             assert cache.db.execute("SELECT count(*) FROM interactions").fetchone()[0] == 0
+            assert cache.conversation(live_server.world.conversations["maria-email"]) is not None
             assert not list(tmp_path.glob("*.snapshot*"))
             proxy.heal()
         engine.sync_once(cache)
@@ -93,7 +96,7 @@ def test_a_snapshot_that_is_not_a_usable_database_is_set_aside_for_the_pages(liv
             db = sqlite3.connect(target)
             db.execute("CREATE VIEW interactions AS SELECT 'x' AS id")
             db.close()
-        return "djE6MA"  # cursor 0
+        return "djE6MA", 0  # cursor 0
 
     client.snapshot = bad_snapshot  # type: ignore[method-assign]
     SyncEngine(path, client, live=False).sync_once(cache)

@@ -209,7 +209,7 @@ class Cache:
     def load_snapshot(self, path: Path, entities: Sequence[str], cursor: str | None) -> dict[str, int]:
         """Load these `entities` from a server snapshot (server/snapshot.py: a SQLite file of the rows the agent
         may see) into the mirror tables, in one transaction with the bootstrap's progress: those entities done,
-        and (the first file's) the pull to start at `cursor`. The file is the server's, so it is read as data
+        and, given a `cursor`, the pull to start there. The file is the server's, so it is read as data
         only: its tables by name, the columns both sides have, with untrusted schema objects disabled. Rows
         loaded, by entity."""
         self.db.execute("PRAGMA trusted_schema=OFF")  # no function a view or default of that file names runs here

@@ -121,9 +121,10 @@ class SyncClient:
             return response.content, self.decode(response.content)["next_after"]
         return response.content, unquote(next_after) or None
 
-    def snapshot(self, path: Path, columns: Mapping[str, Sequence[str]]) -> str | None:
+    def snapshot(self, path: Path, columns: Mapping[str, Sequence[str]]) -> tuple[str, int] | None:
         """The rows this agent may see of the entities in `columns` (these columns of each), as one SQLite file
-        written to `path`, and the cursor to pull from after it; None from a server that makes no snapshots
+        written to `path`, and the cursor to pull from after it with the change-log position it stands for (of
+        two snapshots, the older's cursor is where to pull from); None from a server that makes no snapshots
         (load the pages)."""
         import httpx
 
@@ -138,12 +139,12 @@ class SyncClient:
                 with path.open("wb") as file:
                     for block in response.iter_bytes(1 << 20):
                         file.write(block)
-                cursor = response.headers.get("Agentdesk-Cursor")
+                cursor, head = response.headers.get("Agentdesk-Cursor"), response.headers.get("Agentdesk-Head", "")
         except httpx.HTTPError as exc:
             raise ServerUnavailable(f"{self.base_url} unreachable ({type(exc).__name__})") from exc
-        if not cursor:
+        if not cursor or not head.isdigit():
             raise ServerUnavailable(f"{self.base_url} sent a snapshot without its cursor")
-        return cursor
+        return cursor, int(head)
 
     def pull(self, cursor: str, limit: int) -> dict[str, Any]:
         return self.decode(self.pull_page(cursor, limit))

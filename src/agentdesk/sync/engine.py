@@ -42,6 +42,11 @@ BOOTSTRAP_AHEAD = 4  # pages requested ahead of the one being written (~4 MB eac
 PULL_PAGE = 5000
 
 
+def snapshot_files(cache: Cache) -> list[Path]:
+    """Where a bootstrap puts the server's two snapshot files while it loads them, beside the cache."""
+    return [cache.path.with_name(f"{cache.path.name}.snapshot{n}") for n in (1, 2)]
+
+
 def in_thread(call: Callable[..., T], *args: object) -> Future[T]:
     """`call(*args)` started in a daemon thread (quitting does not wait for a request in flight); its result,
     or its exception, comes out of the future's result()."""
@@ -260,6 +265,8 @@ class SyncEngine:
         SQLite file, one transaction); otherwise, and to resume or reload, in pages, each committed with its
         progress, so a restart resumes."""
         try:
+            for path in snapshot_files(cache):  # a killed bootstrap's, if any
+                path.unlink(missing_ok=True)
             if self.snapshots and cache.state("bootstrap.cursor") is None:
                 self._load_snapshot(cache)
             cursor = cache.state("bootstrap.cursor")
@@ -280,28 +287,26 @@ class SyncEngine:
 
     def _load_snapshot(self, cache: Cache) -> None:
         """The rows of a fresh cache from the server's snapshot (sync/client.snapshot), if it makes one, in two
-        files: first everything but the interactions, whose rows and indexes are loaded while the server makes
-        the second, the interactions. The first file's cursor is where the pull starts (the second is read
-        later, so it shows at least as much). A file that is not a usable database is set aside: the pages load
-        what is not loaded yet, as they do after a bootstrap stopped between the two files."""
+        files the server makes at once: everything but the interactions, loaded and indexed while the larger
+        second file, the interactions, is still coming. The pull starts at the older file's cursor (what came
+        between the two is pulled again, which changes nothing). A file that is not a usable database is set
+        aside: the pages load what is not loaded yet, as they do after a bootstrap stopped between the files."""
         first = [entity for entity in MIRROR_TABLES if entity != "interactions"]
-        paths = [cache.path.with_name(f"{cache.path.name}.snapshot{n}") for n in (1, 2)]
-        second: Future[str | None] | None = None
+        paths = snapshot_files(cache)
         self._report(cache, online=True, bootstrapping="everything but the messages")
+        second = in_thread(self.client.snapshot, paths[1], {"interactions": MIRROR_TABLES["interactions"]})
         try:
-            if (cursor := self.client.snapshot(paths[0], {entity: MIRROR_TABLES[entity] for entity in first})) is None:
+            if (made := self.client.snapshot(paths[0], {entity: MIRROR_TABLES[entity] for entity in first})) is None:
                 return
-            second = in_thread(self.client.snapshot, paths[1], {"interactions": MIRROR_TABLES["interactions"]})
-            self._load_snapshot_file(cache, paths[0], first, cursor)
+            self._load_snapshot_file(cache, paths[0], first, made[0])
             self._report(cache, online=True, bootstrapping="the messages")
-            if second.result() is not None:
-                self._load_snapshot_file(cache, paths[1], ["interactions"], None)
+            if (messages := second.result()) is not None:
+                self._load_snapshot_file(cache, paths[1], ["interactions"], messages[0] if messages[1] < made[1] else None)
         except sqlite3.DatabaseError as exc:
             log.warning("the server's snapshot is not a usable database (%s): loading the pages instead", exc)
         finally:
-            if second is not None:  # its file is written to the end before it is removed
-                with suppress(Exception):
-                    second.result()
+            with suppress(Exception):  # its file is written to the end before it is removed
+                second.result()
             for path in paths:
                 path.unlink(missing_ok=True)
 

@@ -216,7 +216,8 @@ def bootstrap(
 
 @router.get("/snapshot")
 def snapshot(caller: CallerDep, request: Request) -> Response:
-    """Every row the caller may see, as one SQLite file (server/snapshot.py), its cursor in `Agentdesk-Cursor`;
+    """Every row the caller may see, as one SQLite file (server/snapshot.py), its cursor in `Agentdesk-Cursor`
+    (and the change-log position it shows, in `Agentdesk-Head`, to tell which of two snapshots is older);
     404 from a server that makes none (PostgreSQL): load the bootstrap pages. `entities` (comma-separated) keeps
     the file to those; a query parameter named after an entity lists the columns wanted of it, as a bootstrap
     page's `columns` does."""
@@ -241,7 +242,7 @@ def snapshot(caller: CallerDep, request: Request) -> Response:
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    headers = {"Agentdesk-Cursor": encode_cursor(head), "Content-Length": str(size)}
+    headers = {"Agentdesk-Cursor": encode_cursor(head), "Agentdesk-Head": str(head), "Content-Length": str(size)}
     return StreamingResponse(snapshot_file.chunks(path), media_type="application/vnd.sqlite3", headers=headers)
 
 
