@@ -261,9 +261,9 @@ class SyncEngine:
         self._report(cache, online=True, changed=changed, last_sync=utcnow())
 
     def bootstrap(self, cache: Cache) -> None:
-        """Load every entity: a cache that has nothing yet from the server's snapshot, where it makes one (one
-        SQLite file, one transaction); otherwise, and to resume or reload, in pages, each committed with its
-        progress, so a restart resumes."""
+        """Load every entity: a cache that has nothing yet from the server's snapshot files, where it makes them
+        (_load_snapshot); what they did not bring (a PostgreSQL server, a resume, a reload) in pages, each
+        committed with its progress, so a restart resumes."""
         try:
             for path in snapshot_files(cache):  # a killed bootstrap's, if any
                 path.unlink(missing_ok=True)
