@@ -340,7 +340,7 @@ async def test_a_stream_whose_client_stopped_reading_is_ended_after_the_send_tim
             await asyncio.Event().wait()  # the client never goes either
             return {}
 
-        response = StreamResponse(hub, "a" * 32, ["t"], None)
+        response = StreamResponse(hub, lambda: hub.open_stream("a" * 32, ["t"], None))
         started = time.monotonic()
         with pytest.raises(TimeoutError, match="read nothing"):  # not wait_for's own
             await asyncio.wait_for(response({"type": "http", "method": "GET"}, receive, send), WAIT)

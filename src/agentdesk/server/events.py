@@ -695,31 +695,23 @@ class StreamResponse(Response):
     a lock and a task group's bookkeeping, most of a poke's CPU at 1,000 streams. Here a stream is one task
     sending what its queue holds (each event encoded once by the hub, the same bytes for every stream) and
     one waiting for the client to go, while the request's own task waits for either; the hub queues the heartbeat pings to all streams in one pass and
-    cancels a send stuck on a client that stopped reading (`Hub._heartbeat`). The arguments are
-    `Hub.open_stream`'s.
+    cancels a send stuck on a client that stopped reading (`Hub._heartbeat`). `open_stream` subscribes the
+    stream (`Hub.open_stream` with the caller's arguments), called once the response starts.
     """
 
     media_type = "text/event-stream"
 
-    def __init__(
-        self,
-        hub: Hub,
-        agent_id: str,
-        teams: list[str] | frozenset[str],
-        resume: int | None,
-        pages: PageSource | None = None,
-        token_hash: str | None = None,
-    ) -> None:
+    def __init__(self, hub: Hub, open_stream: Callable[[], Subscriber]) -> None:
         self.status_code = 200
         self.background = None
         self.init_headers({"Cache-Control": "no-store", "Connection": "keep-alive", "X-Accel-Buffering": "no"})
         self.hub = hub
-        self._subscriber = (agent_id, teams, resume, pages, token_hash)
+        self._open_stream = open_stream
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         start = {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
         hub, loop = self.hub, asyncio.get_running_loop()
-        sub = hub.open_stream(*self._subscriber)
+        sub = self._open_stream()
         sender = watcher = None
         try:
             await send(start)

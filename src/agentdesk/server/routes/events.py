@@ -60,7 +60,8 @@ async def events(
     if not hub.running:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "The live event hub is not running.")
     pages = partial(poke_page, request.app.state.engine, tuple(sorted(caller.teams)))
-    return StreamResponse(hub, caller.agent.id, caller.teams, _resume_seq(last_event_id, seq), pages, caller.token_hash)
+    resume = _resume_seq(last_event_id, seq)
+    return StreamResponse(hub, partial(hub.open_stream, caller.agent.id, caller.teams, resume, pages, caller.token_hash))
 
 
 def _visible_conversation(session: SessionDep, caller: Caller, conversation_id: str) -> Conversation:
