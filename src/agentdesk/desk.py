@@ -111,6 +111,8 @@ def sync_once(settings: Settings, server_url: str, token: str, data_dir: Path) -
         raise DeskError(str(exc)) from exc
     finally:
         engine.client.close()
+    if engine.checkpointed is not None:
+        engine.checkpointed.result()  # (it logs its own failure)
     report = {
         "agent": identity.agent_name,
         "cache": str(engine.cache_path),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from agentdesk.cli import main
 
@@ -14,6 +15,25 @@ def test_sync_once_warms_the_cache_and_reports_json(live_server, tmp_path, monke
     report = json.loads(capsys.readouterr().out)
     assert report["agent"] == "Alice Ward"
     assert report["conversations"] == 2 and report["queue"] == 2 and report["outbox"] == 0
+
+
+def test_sync_once_waits_for_the_bootstraps_checkpoint(live_server, tmp_path, monkeypatch):
+    """The desk goes on while the bootstrap's WAL is copied into the file; a script's run ends after it, so the
+    next start does not read a large WAL back."""
+    from agentdesk.store.cache import checkpoint
+
+    done: list[float] = []
+
+    def slow_checkpoint(path):
+        time.sleep(0.3)
+        checkpoint(path)
+        done.append(time.monotonic())
+
+    monkeypatch.setattr("agentdesk.sync.engine.checkpoint", slow_checkpoint)
+    monkeypatch.setenv("AGENTDESK_TOKEN", live_server.world.tokens["alice@example.com"])
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    assert main(["--server", live_server.url, "--data-dir", str(tmp_path), "sync", "--once"]) == 0
+    assert len(done) == 1
 
 
 def test_sync_once_against_a_dead_server_fails_with_one_line(tmp_path, monkeypatch, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from contextlib import closing
@@ -11,7 +12,7 @@ import pytest
 
 from agentdesk.server.changes import record_upsert
 from agentdesk.server.models import Conversation
-from agentdesk.store.cache import Cache
+from agentdesk.store.cache import Cache, checkpoint
 from agentdesk.sync.client import ServerUnavailable, SyncClient
 from agentdesk.sync.engine import BOOTSTRAP_AHEAD, SyncEngine
 
@@ -30,6 +31,39 @@ def test_bootstrap_loads_only_the_agents_scope(live_server, tmp_path):
     ids = {row[0] for row in cache.db.execute("SELECT id FROM conversations")}
     assert ids == {live_server.world.conversations["maria-email"], live_server.world.conversations["maria-sms"]}
     assert cache.queue_count(cache.identity()) == 2
+
+
+def wal_frames(cache_path) -> tuple[int, int]:
+    """(frames in the WAL, frames of them copied into the database file), from the WAL index's header
+    (sqlite.org/walformat.html: mxFrame at byte 16, nBackfill at byte 96, native byte order)."""
+    shm = cache_path.with_name(cache_path.name + "-shm").read_bytes()
+    return int.from_bytes(shm[16:20], sys.byteorder), int.from_bytes(shm[96:100], sys.byteorder)
+
+
+def test_the_bootstraps_wal_is_copied_into_the_file_in_a_thread_of_its_own(live_server, tmp_path, monkeypatch):
+    engine, cache = engine_for(live_server, tmp_path)
+    ran: list[tuple[str, object]] = []
+
+    def copied_in(path):
+        ran.append((threading.current_thread().name, path))
+        checkpoint(path)
+
+    monkeypatch.setattr("agentdesk.sync.engine.checkpoint", copied_in)
+    engine.sync_once(cache)
+    assert engine.checkpointed is not None
+    engine.checkpointed.result(timeout=30)
+    assert ran == [("agentdesk-checkpoint", cache.path)]
+
+
+def test_a_checkpoint_copies_the_whole_wal_while_the_cache_stays_open(tmp_path):
+    cache = Cache(tmp_path / "cache.sqlite3")
+    with cache.write() as db:  # a few hundred pages in the WAL, as a bootstrap leaves there (but fewer)
+        db.executemany("INSERT INTO notices (text, created_at) VALUES (?, '')", [("x" * 4000,)] * 1000)
+    frames, copied = wal_frames(cache.path)
+    assert frames > 200 and copied == 0
+    checkpoint(cache.path)
+    assert wal_frames(cache.path) == (frames, frames)
+    assert cache.db.execute("SELECT count(*) FROM notices").fetchone()[0] == 1000
 
 
 def test_a_queued_reply_survives_a_dead_server_and_is_sent_once_later(live_server, tmp_path):

@@ -90,7 +90,9 @@ def _fts_ddl(table: str, columns: tuple[str, ...]) -> str:
     `INSERT OR REPLACE` (every pull page) is about to replace: REPLACE's own delete fires no delete trigger
     (recursive_triggers is off, SQLite's default). detail=full keeps phrases (an address, "quoted words");
     columnsize=0 skips the per-row size table (bm25 ranking is not used); a 16 MB hashsize makes the
-    one-off build flush fewer, larger segments (fewer merges)."""
+    one-off build flush fewer, larger segments (fewer merges). The build inserts the rows in rowid order rather
+    than by 'rebuild', whose scan may take a covering index (identities by address): FTS5 flushes a segment
+    whenever a rowid comes out of order, which made that build 5x slower."""
     fts, cols = f"{table}_fts", ", ".join(columns)
     built = f"SELECT 1 FROM sync_state WHERE key IN ('search.built', 'search.built.{table}')"  # the first: older caches'
     old, new = ", ".join(f"old.{c}" for c in columns), ", ".join(f"new.{c}" for c in columns)
@@ -112,7 +114,8 @@ CREATE TRIGGER IF NOT EXISTS {fts}_update AFTER UPDATE OF {cols} ON {table} BEGI
     INSERT INTO {fts}(rowid, {cols}) VALUES (new.rowid, {new});
 END;
 INSERT INTO {fts}({fts}, rank) SELECT 'hashsize', 16777216 WHERE NOT EXISTS ({built});
-INSERT INTO {fts}({fts}) SELECT 'rebuild' WHERE NOT EXISTS ({built});
+INSERT INTO {fts}({fts}) SELECT 'delete-all' WHERE NOT EXISTS ({built});
+INSERT INTO {fts}(rowid, {cols}) SELECT rowid, {cols} FROM {table} WHERE NOT EXISTS ({built}) ORDER BY rowid;
 INSERT OR REPLACE INTO sync_state (key, value) VALUES ('search.built.{table}', '1');
 """
 

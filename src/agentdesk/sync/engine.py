@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from agentdesk.domain.clock import utcnow
-from agentdesk.store.cache import Cache
+from agentdesk.store.cache import Cache, checkpoint
 from agentdesk.store.presence import newly_assigned
 from agentdesk.store.schema import MIRROR_TABLES
 from agentdesk.sync.client import AuthRejected, ResetRequired, ServerUnavailable, SyncClient
@@ -47,7 +47,7 @@ def snapshot_files(cache: Cache) -> list[Path]:
     return [cache.path.with_name(f"{cache.path.name}.snapshot{n}") for n in (1, 2)]
 
 
-def in_thread(call: Callable[..., T], *args: object) -> Future[T]:
+def in_thread(call: Callable[..., T], *args: object, name: str = "agentdesk-fetch") -> Future[T]:
     """`call(*args)` started in a daemon thread (quitting does not wait for a request in flight); its result,
     or its exception, comes out of the future's result()."""
     result: Future[T] = Future()
@@ -58,7 +58,7 @@ def in_thread(call: Callable[..., T], *args: object) -> Future[T]:
         except BaseException as exc:  # noqa: BLE001 - raised to the caller by result()
             result.set_exception(exc)
 
-    threading.Thread(target=run, name="agentdesk-fetch", daemon=True).start()
+    threading.Thread(target=run, name=name, daemon=True).start()
     return result
 
 
@@ -114,6 +114,9 @@ class SyncEngine:
         self._assigned: list[str] = []  # newly assigned by pulls since the last report
         self.announcer: Announcer | None = None  # started by the desk's first presence call (not by `agentdesk sync`)
         self.status = SyncStatus(presence=self.presence)
+        # The WAL checkpoint after the last bootstrap, in a thread (store/cache.checkpoint): the desk goes on
+        # meanwhile; a headless run waits for it, so the next start need not read a large WAL back.
+        self.checkpointed: Future[None] | None = None
 
     def start(self) -> None:
         """Run in a background thread (once; later calls do nothing)."""
@@ -282,6 +285,7 @@ class SyncEngine:
                     loaded[entity] = loaded.get(entity, 0) + len(page["rows"])
                     self._report(cache, online=True, bootstrapping=f"{entity} {loaded[entity]:,}")
             cache.finish_bootstrap(cursor or "")
+            self.checkpointed = in_thread(checkpoint, cache.path, name="agentdesk-checkpoint")
         finally:
             cache.bulk_load(False)  # the connection's usual page cache and checkpoints, however the load ended
 
