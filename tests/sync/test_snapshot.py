@@ -5,6 +5,7 @@ from a snapshot that breaks off or is not a usable database. A PostgreSQL server
 from __future__ import annotations
 
 import sqlite3
+from collections import namedtuple
 
 import pytest
 
@@ -19,6 +20,7 @@ from faultproxy import FaultProxy
 from mirror import mirror
 
 ALICE = "alice@example.com"
+shutil_usage = namedtuple("shutil_usage", "total used free")  # shutil.disk_usage's answer
 
 
 def makes_snapshots(live) -> bool:
@@ -135,3 +137,32 @@ def test_a_bootstrap_stopped_between_the_two_files_goes_on_in_pages(live_server,
     assert mirror(cache.db) == mirror(fresh.db) and cache.state("bootstrapped") == "1"
     assert not list(tmp_path.glob("cache.sqlite3.snapshot*"))
     client.close()
+
+
+@pytest.mark.parametrize("fault", ["too little room", "the disk fills up"])
+def test_a_server_without_room_for_a_snapshot_sends_the_desk_to_the_pages(live_server, tmp_path, monkeypatch, caplog, fault):
+    """A snapshot must not fill the server's disk (its own writes would fail): with less room than the database
+    in its temp directory, or when that fills up while the file is written, the server answers 404, logs why
+    and keeps no file; the desk loads the pages."""
+    from agentdesk.server import snapshot
+
+    server_tmp = tmp_path / "server-tmp"
+    server_tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(server_tmp))
+    if fault == "too little room":
+        monkeypatch.setattr(snapshot.shutil, "disk_usage", lambda path: shutil_usage(total=1 << 30, used=1 << 30, free=4096))
+    else:
+        def fills_up(engine, queries, path):  # noqa: ANN001, ANN202 - SQLite's own error for a full disk
+            path.write_bytes(b"half a file")
+            db = sqlite3.connect(":memory:")
+            db.execute("PRAGMA max_page_count=1")
+            db.execute("CREATE TABLE t (x)")  # needs a second page: SQLITE_FULL
+
+        monkeypatch.setattr(snapshot, "build", fills_up)
+    cache, paged = bootstrapped(live_server, tmp_path / "cache.sqlite3", snapshots=True)
+    assert set(paged) >= {"conversations", "interactions"} and cache.state("bootstrapped") == "1"
+    fresh, _ = bootstrapped(live_server, tmp_path / "fresh.sqlite3", snapshots=False)
+    assert mirror(cache.db) == mirror(fresh.db)
+    assert list(server_tmp.iterdir()) == []
+    if makes_snapshots(live_server):
+        assert any("no snapshot for" in r.getMessage() and "the desk loads the bootstrap pages" in r.getMessage() for r in caplog.records)

@@ -9,7 +9,11 @@ desk's pull starts. SQLite servers only: a PostgreSQL server answers 404 and the
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -18,8 +22,39 @@ import sqlalchemy as sa
 from agentdesk.server.models import Change, Conversation, Interaction
 
 
+log = logging.getLogger(__name__)
+
+
+class NoRoom(Exception):
+    """The temp directory has no room for a snapshot: the desk loads the pages instead."""
+
+
 def available(engine: sa.Engine) -> bool:
     return engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+
+
+def make(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]]) -> tuple[Path, int]:
+    """A new snapshot file in the temp directory (see `build`) and the change-log position it shows.
+
+    Raises NoRoom, leaving nothing behind, where the directory has less room than the database (a file of
+    one team's rows may come near it) or fills up while the file is written: a disk filled by a snapshot
+    would fail the server's own writes, while the pages need no disk at all."""
+    handle, name = tempfile.mkstemp(prefix="agentdesk-snapshot-", suffix=".sqlite3")
+    os.close(handle)
+    path = Path(name)
+    try:
+        free, needed = shutil.disk_usage(path.parent).free, Path(engine.url.database).stat().st_size  # type: ignore[arg-type]
+        if free < needed:
+            raise NoRoom(f"{free >> 20} MB free in {path.parent}, less than the database's {needed >> 20} MB")
+        return path, build(engine, queries, path)
+    except sqlite3.OperationalError as exc:
+        path.unlink(missing_ok=True)
+        if exc.sqlite_errorcode != sqlite3.SQLITE_FULL:
+            raise
+        raise NoRoom(f"{path.parent} filled up while the snapshot was written") from exc
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def build(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]], path: Path) -> int:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
+import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -36,6 +34,8 @@ from agentdesk.server.limits import ASGIApp, Receive, Scope, Send, bearer_token
 from agentdesk.server.routes.inbound import read_model, send_json  # the ASGI fast paths' pieces
 from agentdesk.server.visibility import conversation_visible, customer_visible
 from agentdesk.server.wire import ENTITIES, columns
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/sync", tags=["sync"])
 
@@ -233,16 +233,12 @@ def snapshot(caller: CallerDep, request: Request) -> Response:
         query = sa.select(*[_as_wire_text(model.__table__.c[name], "sqlite") for name in names])  # type: ignore[attr-defined]
         where = snapshot_file.interactions_visible(caller.teams) if entity == "interactions" else _visible_filter(entity, caller.teams)
         queries[entity] = (names, query if where is None else query.where(where))
-    handle, name = tempfile.mkstemp(prefix="agentdesk-snapshot-", suffix=".sqlite3")
-    os.close(handle)
-    path = Path(name)
     try:
-        head = snapshot_file.build(engine, queries, path)
-        size = path.stat().st_size
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
-    headers = {"Agentdesk-Cursor": encode_cursor(head), "Agentdesk-Head": str(head), "Content-Length": str(size)}
+        path, head = snapshot_file.make(engine, queries)
+    except snapshot_file.NoRoom as exc:
+        log.warning("no snapshot for %s: %s; the desk loads the bootstrap pages", caller.agent.id, exc)
+        raise HTTPException(404, "This server has no room for a snapshot now: load the bootstrap pages.") from exc
+    headers = {"Agentdesk-Cursor": encode_cursor(head), "Agentdesk-Head": str(head), "Content-Length": str(path.stat().st_size)}
     return StreamingResponse(snapshot_file.chunks(path), media_type="application/vnd.sqlite3", headers=headers)
 
 
