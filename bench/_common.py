@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from collections.abc import Callable
 from typing import Self
 
 BENCH = Path(__file__).resolve().parent
@@ -234,6 +235,47 @@ def seed_world(
     return world
 
 
+def copy_to_postgres(db_path: Path, url: str) -> tuple[str, Callable[[], None]]:
+    """The seeded SQLite database's rows in a new, migrated schema of the PostgreSQL database at `url`: that
+    schema's URL (its search_path set) and how to drop it. COPY, table by table in the models' order."""
+    import uuid
+    import sqlite3
+
+    import psycopg
+    import sqlalchemy as sa
+    from sqlmodel import SQLModel
+
+    import agentdesk.server.models  # noqa: F401 - the tables
+    from agentdesk.server.db import make_engine, migrate
+
+    schema = f"adk_bench_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(url)
+    with admin.begin() as db:
+        db.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    schema_url = sa.engine.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+    engine = make_engine(schema_url)
+    migrate(engine)
+    engine.dispose()
+    source = sqlite3.connect(db_path)
+    dsn = sa.engine.make_url(schema_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(dsn) as target:
+        target.execute("SET TIME ZONE 'UTC'")  # the SQLite file's times are UTC without a zone
+        for table in SQLModel.metadata.sorted_tables:
+            names = [c.name for c in table.columns]
+            with target.cursor().copy(f'COPY "{table.name}" ({", ".join(names)}) FROM STDIN') as copy:
+                for row in source.execute(f'SELECT {", ".join(names)} FROM "{table.name}"'):
+                    copy.write_row(row)
+        target.execute("ANALYZE")
+    source.close()
+
+    def drop() -> None:
+        with admin.begin() as db:
+            db.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    return schema_url, drop
+
+
 # ------------------------------------------------------------------------------------------- the server
 
 
@@ -242,10 +284,11 @@ class ServerProcess:
 
     def __init__(self, db: Path | None = None, *, bare: bool = False, profile: str | None = None,
                  tcp_nodelay: bool = False, pool_size: int | None = None, grace: float = 10.0,
-                 config: Path | None = None) -> None:
+                 config: Path | None = None, url: str | None = None) -> None:
         self.grace = grace
+        self.url_of_database = url  # None: the SQLite file `db`
         cmd = [sys.executable, str(BENCH / "_serve.py")]
-        cmd += ["--bare"] if bare else ["--db", str(db)]
+        cmd += ["--bare"] if bare else ["--url", url] if url else ["--db", str(db)]
         if config:
             cmd += ["--config", str(config)]
         if profile:

@@ -108,6 +108,7 @@ def _engine_with_pool(db: str, size: int):
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="bench-serve")
     parser.add_argument("--db", help="SQLite file of the server database (schema current, seeded)")
+    parser.add_argument("--url", help="or the server database's URL (PostgreSQL; schema current, seeded)")
     parser.add_argument("--bare", action="store_true", help="serve the bare ASGI floor app instead")
     parser.add_argument("--config", help="server settings file (TOML) for create_app(settings=...)")
     parser.add_argument("--profile", help="write cProfile stats of all threads here on exit")
@@ -126,7 +127,7 @@ def main(argv: list[str]) -> None:
         if args.pool_size:
             engine = _engine_with_pool(args.db, args.pool_size)
         else:
-            engine = make_engine(f"sqlite:///{args.db}")
+            engine = make_engine(args.url or f"sqlite:///{args.db}")
         settings = None
         if args.config:
             from agentdesk.config.loader import load_settings

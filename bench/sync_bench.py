@@ -33,7 +33,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Self
 
-from _common import ServerProcess, log, seed_world
+from _common import ServerProcess, copy_to_postgres, log, seed_world
 
 TARGET_IPS = 100_000
 TARGET_FLOOR_RATIO = 0.4
@@ -180,12 +180,22 @@ def floor_insert(path: Path, rows: dict[str, list[tuple]]) -> tuple[float, float
     return insert_s, index_s
 
 
-def change_count(server_db: Path) -> int:
-    db = sqlite3.connect(server_db)
+def change_count(server: ServerProcess, server_db: Path) -> int:
+    """The server's change-log entries (in the database it serves from)."""
+    if server.url_of_database is None:
+        db = sqlite3.connect(server_db)
+        try:
+            return db.execute("SELECT count(*) FROM change").fetchone()[0]
+        finally:
+            db.close()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(server.url_of_database)
     try:
-        return db.execute("SELECT count(*) FROM change").fetchone()[0]
+        with engine.connect() as db:
+            return db.execute(sa.text("SELECT count(*) FROM change")).scalar_one()
     finally:
-        db.close()
+        engine.dispose()
 
 
 def push_notes(url: str, token: str, conversations: list[tuple[str, str]], notes: int, batch: int, texts: list[str]) -> dict[str, Any]:
@@ -253,6 +263,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--profile", type=Path, help="write cProfile stats of server and client here (slower; figures not comparable)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--pages", action="store_true", help="bootstrap in pages, not from the server's snapshot")
+    parser.add_argument("--postgres", metavar="URL", help="serve from a copy of the seeded database in a new schema of this PostgreSQL database")
     parser.add_argument("--tcp-nodelay", action="store_true",
                         help="what-if: serve on a proto=IPPROTO_TCP socket so TCP_NODELAY is set (see bench/_serve.py)")
     args = parser.parse_args(argv)
@@ -286,8 +297,13 @@ def main(argv: list[str]) -> None:
     result: dict[str, Any] = {"bench": "sync", "quick": args.quick, "dataset": world.counts,
                               "bootstrap_by": "pages" if args.pages else "snapshot",
                               "what_if": {"tcp_nodelay": True} if args.tcp_nodelay else None}
+    drop_schema = None
+    if args.postgres:
+        log("copying the seeded database into PostgreSQL")
+        server_url, drop_schema = copy_to_postgres(server_db, args.postgres)
+        result["server_database"] = "postgresql"
     load_before = os.getloadavg()
-    with ServerProcess(server_db, profile=server_profile, tcp_nodelay=args.tcp_nodelay) as server:
+    with ServerProcess(server_db, profile=server_profile, tcp_nodelay=args.tcp_nodelay, url=server_url if args.postgres else None) as server:
         # (a) bootstrap ------------------------------------------------------------------------------------
         cache_path = tmp / "cache.sqlite3"
         client = SyncClient(server.url, desk_agent.token)
@@ -349,12 +365,12 @@ def main(argv: list[str]) -> None:
         db = sqlite3.connect(server_db)
         texts = [t for t, in db.execute("SELECT text FROM interaction LIMIT 2000")]
         db.close()
-        before = change_count(server_db)
+        before = change_count(server, server_db)
         log(f"catch-up: another agent pushes {notes:,} notes in batches of 500 ({changes:,} changes)")
         cpu0 = server.cpu()
         pushed = push_notes(server.url, pusher.token, world.conversations[team], notes, 500, texts)
         pushed["server_cpu_s"] = round(server.cpu() - cpu0, 3)
-        committed = change_count(server_db) - before
+        committed = change_count(server, server_db) - before
         log(f"pushed: {pushed}; {committed:,} changes committed")
         split.reset()
         cpu0, pcpu0 = server.cpu(), time.process_time()
@@ -394,6 +410,8 @@ def main(argv: list[str]) -> None:
         print_profile(Path(server_profile), "server (bootstrap + push + pull)")
         print_profile(args.profile / "sync_client_bootstrap.pstats", "client bootstrap")
         print_profile(args.profile / "sync_client_catchup.pstats", "client catch-up")
+    if drop_schema is not None:
+        drop_schema()
     if args.keep:
         log(f"kept {tmp}")
     else:

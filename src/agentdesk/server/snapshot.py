@@ -1,12 +1,12 @@
 """A desk's first load as one SQLite file (GET /api/v1/sync/snapshot): every row the caller may see, in the
-bootstrap pages' shape (the same columns, visibility rule and wire text), written by the database itself.
+bootstrap pages' shape (the same columns, visibility rule and wire text).
 
 The desk attaches the file and copies the rows in with `INSERT … SELECT`: no JSON to make or parse on either
 side, which was most of a paged bootstrap's cost (bench/sync_bench.py). The file is read in one transaction, so
 it is one consistent view of the database, and its cursor (the change log's head, read first) is where the
-desk's pull starts. SQLite servers only: a PostgreSQL server answers 404 and the desk loads the pages.
+desk's pull starts. A SQLite server writes the file by itself (ATTACH and `INSERT … SELECT`); a PostgreSQL
+server's rows are fetched in batches and written with `executemany`.
 """
-
 from __future__ import annotations
 
 import logging
@@ -30,7 +30,8 @@ class NoRoom(Exception):
 
 
 def available(engine: sa.Engine) -> bool:
-    return engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
+    """PostgreSQL, or SQLite in a file (one to attach: an in-memory database's desks load the pages)."""
+    return engine.dialect.name == "postgresql" or (engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"))
 
 
 def make(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]]) -> tuple[Path, int]:
@@ -43,7 +44,7 @@ def make(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]]) 
     os.close(handle)
     path = Path(name)
     try:
-        free, needed = shutil.disk_usage(path.parent).free, Path(engine.url.database).stat().st_size  # type: ignore[arg-type]
+        free, needed = shutil.disk_usage(path.parent).free, _database_size(engine)
         if free < needed:
             raise NoRoom(f"{free >> 20} MB free in {path.parent}, less than the database's {needed >> 20} MB")
         return path, build(engine, queries, path)
@@ -57,21 +58,29 @@ def make(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]]) 
         raise
 
 
+HEAD = sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))  # the change-log position a snapshot shows
+
+
 def build(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]], path: Path) -> int:
     """Write each entity's rows (`queries`: entity -> (its columns, the SELECT of them)) into a new SQLite file
-    at `path`; the change-log position the file shows everything up to."""
+    at `path`; the change-log position the file shows everything up to. The rows are written in the order the
+    visibility rule's index finds them (the messages by conversation): sorting by id would cost the server
+    twice the query (bench/sync_bench.py), and the desk's own index builds are faster on rows grouped by
+    conversation than on rows in id order."""
+    return (_attach_and_copy if engine.dialect.name == "sqlite" else _fetch_and_write)(engine, queries, path)
+
+
+def _attach_and_copy(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]], path: Path) -> int:
+    """SQLite: the server's database copies the rows into the attached file itself, in one read transaction."""
     db = sqlite3.connect(engine.url.database, isolation_level=None, timeout=30)  # type: ignore[arg-type]
     try:
         db.execute("ATTACH DATABASE ? AS snapshot", (str(path),))
         db.execute("PRAGMA snapshot.journal_mode=OFF")  # a new file, thrown away if this fails
         db.execute("PRAGMA snapshot.synchronous=OFF")
         db.execute("BEGIN")
-        head = db.execute(*_sql(engine, sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0)))).fetchone()[0]
+        head = db.execute(*_sql(engine, HEAD)).fetchone()[0]
         for entity, (names, query) in queries.items():
             db.execute(f"CREATE TABLE snapshot.{entity} ({', '.join(names)})")
-            # In the order the visibility rule's index finds them (the messages by conversation): sorting by id
-            # would cost the server twice the query (bench/sync_bench.py), and the desk's own index builds
-            # are faster on rows grouped by conversation than on rows in id order.
             sql, params = _sql(engine, query)
             db.execute(f"INSERT INTO snapshot.{entity} ({', '.join(names)}) {sql}", params)
         db.execute("COMMIT")
@@ -79,6 +88,39 @@ def build(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]],
         return head
     finally:
         db.close()
+
+
+def _fetch_and_write(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]], path: Path) -> int:
+    """PostgreSQL: the rows fetched in batches by a server-side cursor of the driver's own (SQLAlchemy's rows
+    would cost three times the fetch), in one REPEATABLE READ transaction so every entity and the head come
+    from one view of the database; each batch written with `executemany`."""
+    out = sqlite3.connect(path, isolation_level=None)
+    try:
+        out.execute("PRAGMA journal_mode=OFF")  # a new file, thrown away if this fails
+        out.execute("PRAGMA synchronous=OFF")
+        out.execute("BEGIN")
+        with engine.connect().execution_options(isolation_level="REPEATABLE READ") as db, db.begin():
+            head = db.execute(HEAD).scalar_one()
+            driver = db.connection.dbapi_connection
+            for entity, (names, query) in queries.items():
+                out.execute(f"CREATE TABLE {entity} ({', '.join(names)})")
+                insert = f"INSERT INTO {entity} VALUES ({', '.join('?' for _ in names)})"
+                compiled = query.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+                with driver.cursor(name=f"snapshot_{entity}") as rows:  # type: ignore[union-attr, call-arg]
+                    rows.execute(str(compiled), compiled.params)
+                    while batch := rows.fetchmany(10000):
+                        out.executemany(insert, batch)
+        out.execute("COMMIT")
+        return head
+    finally:
+        out.close()
+
+
+def _database_size(engine: sa.Engine) -> int:
+    if engine.dialect.name == "sqlite":
+        return Path(engine.url.database).stat().st_size  # type: ignore[arg-type]
+    with engine.connect() as db:
+        return db.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
 
 
 def chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:

@@ -218,9 +218,9 @@ def bootstrap(
 def snapshot(caller: CallerDep, request: Request) -> Response:
     """Every row the caller may see, as one SQLite file (server/snapshot.py), its cursor in `Agentdesk-Cursor`
     (and the change-log position it shows, in `Agentdesk-Head`, to tell which of two snapshots is older);
-    404 from a server that makes none (PostgreSQL): load the bootstrap pages. `entities` (comma-separated) keeps
-    the file to those; a query parameter named after an entity lists the columns wanted of it, as a bootstrap
-    page's `columns` does."""
+    404 from a server that makes none (an in-memory database) or has no room for one now: load the bootstrap
+    pages. `entities` (comma-separated) keeps the file to those; a query parameter named after an entity lists
+    the columns wanted of it, as a bootstrap page's `columns` does."""
     engine = request.app.state.engine
     if not snapshot_file.available(engine):
         raise HTTPException(404, "This server makes no snapshots: load the bootstrap pages.")
@@ -230,7 +230,7 @@ def snapshot(caller: CallerDep, request: Request) -> Response:
         if wanted is not None and entity not in wanted.split(","):
             continue
         names = _page_columns(entity, request.query_params.get(entity, ""))
-        query = sa.select(*[_as_wire_text(model.__table__.c[name], "sqlite") for name in names])  # type: ignore[attr-defined]
+        query = sa.select(*[_as_wire_text(model.__table__.c[name], engine.dialect.name) for name in names])  # type: ignore[attr-defined]
         where = snapshot_file.interactions_visible(caller.teams) if entity == "interactions" else _visible_filter(entity, caller.teams)
         queries[entity] = (names, query if where is None else query.where(where))
     try:
