@@ -7,9 +7,9 @@ it is one consistent view of the database, and its cursor (the change log's head
 desk's pull starts. A SQLite server writes the file by itself (ATTACH and `INSERT … SELECT`); a PostgreSQL
 server's rows are fetched in batches and written with `executemany`.
 """
+
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sqlite3
@@ -20,9 +20,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from agentdesk.server.models import Change, Conversation, Interaction
-
-
-log = logging.getLogger(__name__)
+from agentdesk.server.wire import ENTITIES
 
 
 class NoRoom(Exception):
@@ -37,16 +35,16 @@ def available(engine: sa.Engine) -> bool:
 def make(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]]) -> tuple[Path, int]:
     """A new snapshot file in the temp directory (see `build`) and the change-log position it shows.
 
-    Raises NoRoom, leaving nothing behind, where the directory has less room than the database (a file of
-    one team's rows may come near it) or fills up while the file is written: a disk filled by a snapshot
-    would fail the server's own writes, while the pages need no disk at all."""
+    Raises NoRoom, leaving nothing behind, where the directory has less room than the rows could take (see
+    `_room_needed`) or fills up while the file is written: a disk filled by a snapshot would fail the server's
+    own writes, while the pages need no disk at all."""
     handle, name = tempfile.mkstemp(prefix="agentdesk-snapshot-", suffix=".sqlite3")
     os.close(handle)
     path = Path(name)
     try:
-        free, needed = shutil.disk_usage(path.parent).free, _database_size(engine)
+        free, needed = shutil.disk_usage(path.parent).free, _room_needed(engine, list(queries))
         if free < needed:
-            raise NoRoom(f"{free >> 20} MB free in {path.parent}, less than the database's {needed >> 20} MB")
+            raise NoRoom(f"{free >> 20} MB free in {path.parent}, less than the {needed >> 20} MB its rows could take")
         return path, build(engine, queries, path)
     except sqlite3.OperationalError as exc:
         path.unlink(missing_ok=True)
@@ -116,11 +114,15 @@ def _fetch_and_write(engine: sa.Engine, queries: Mapping[str, tuple[list[str], s
         out.close()
 
 
-def _database_size(engine: sa.Engine) -> int:
+def _room_needed(engine: sa.Engine, entities: list[str]) -> int:
+    """At most what a snapshot of these entities takes: the SQLite database's file; on PostgreSQL, its tables'
+    rows (without their indexes), which take more room there than in a SQLite file."""
     if engine.dialect.name == "sqlite":
         return Path(engine.url.database).stat().st_size  # type: ignore[arg-type]
+    tables = [ENTITIES[entity].__tablename__ for entity in entities]
     with engine.connect() as db:
-        return db.execute(sa.text("SELECT pg_database_size(current_database())")).scalar_one()
+        size = sa.text("SELECT coalesce(sum(pg_table_size(to_regclass(name))), 0) FROM unnest(CAST(:tables AS text[])) AS name")
+        return int(db.execute(size, {"tables": tables}).scalar_one())
 
 
 def chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
