@@ -252,27 +252,31 @@ def copy_to_postgres(db_path: Path, url: str) -> tuple[str, Callable[[], None]]:
     admin = make_engine(url)
     with admin.begin() as db:
         db.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    schema_url = sa.engine.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    engine = make_engine(schema_url)
-    migrate(engine)
-    engine.dispose()
-    source = sqlite3.connect(db_path)
-    dsn = sa.engine.make_url(schema_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    with psycopg.connect(dsn) as target:
-        target.execute("SET TIME ZONE 'UTC'")  # the SQLite file's times are UTC without a zone
-        for table in SQLModel.metadata.sorted_tables:
-            names = [c.name for c in table.columns]
-            with target.cursor().copy(f'COPY "{table.name}" ({", ".join(names)}) FROM STDIN') as copy:
-                for row in source.execute(f'SELECT {", ".join(names)} FROM "{table.name}"'):
-                    copy.write_row(row)
-        target.execute("ANALYZE")
-    source.close()
 
     def drop() -> None:
         with admin.begin() as db:
             db.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
+    try:
+        schema_url = sa.engine.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
+        engine = make_engine(schema_url)
+        migrate(engine)
+        engine.dispose()
+        source = sqlite3.connect(db_path)
+        dsn = sa.engine.make_url(schema_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(dsn) as target:
+            target.execute("SET TIME ZONE 'UTC'")  # the SQLite file's times are UTC without a zone
+            for table in SQLModel.metadata.sorted_tables:  # (the seed has no change-log rows: no sequence to move on)
+                names = [c.name for c in table.columns]
+                with target.cursor().copy(f'COPY "{table.name}" ({", ".join(names)}) FROM STDIN') as copy:
+                    for row in source.execute(f'SELECT {", ".join(names)} FROM "{table.name}"'):
+                        copy.write_row(row)
+            target.execute("ANALYZE")
+        source.close()
+    except BaseException:
+        drop()
+        raise
     return schema_url, drop
 
 

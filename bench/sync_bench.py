@@ -21,6 +21,7 @@ Prints one JSON object on stdout; progress on stderr.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import sqlite3
@@ -297,13 +298,14 @@ def main(argv: list[str]) -> None:
     result: dict[str, Any] = {"bench": "sync", "quick": args.quick, "dataset": world.counts,
                               "bootstrap_by": "pages" if args.pages else "snapshot",
                               "what_if": {"tcp_nodelay": True} if args.tcp_nodelay else None}
-    drop_schema = None
+    server_url = None
     if args.postgres:
         log("copying the seeded database into PostgreSQL")
         server_url, drop_schema = copy_to_postgres(server_db, args.postgres)
+        atexit.register(drop_schema)  # however the bench ends
         result["server_database"] = "postgresql"
     load_before = os.getloadavg()
-    with ServerProcess(server_db, profile=server_profile, tcp_nodelay=args.tcp_nodelay, url=server_url if args.postgres else None) as server:
+    with ServerProcess(server_db, profile=server_profile, tcp_nodelay=args.tcp_nodelay, url=server_url) as server:
         # (a) bootstrap ------------------------------------------------------------------------------------
         cache_path = tmp / "cache.sqlite3"
         client = SyncClient(server.url, desk_agent.token)
@@ -410,8 +412,6 @@ def main(argv: list[str]) -> None:
         print_profile(Path(server_profile), "server (bootstrap + push + pull)")
         print_profile(args.profile / "sync_client_bootstrap.pstats", "client bootstrap")
         print_profile(args.profile / "sync_client_catchup.pstats", "client catch-up")
-    if drop_schema is not None:
-        drop_schema()
     if args.keep:
         log(f"kept {tmp}")
     else:

@@ -184,9 +184,12 @@ def test_sigkill_during_a_bootstrap_resumes_where_it_stopped(live_server, proxy,
     assert_cache_equals_server(cache_path, live_server, token, tmp_path)
 
 
-def test_sigkill_during_a_snapshot_bootstrap_leaves_nothing_half_loaded(live_server, proxy, tmp_path):
+def test_sigkill_during_a_snapshot_bootstrap_leaves_nothing_half_loaded(live_server, proxy, tmp_path, monkeypatch):
     """Killed while it waits for the server's snapshot, the client has loaded none of the messages; restarted, it loads
-    whole."""
+    whole. The server keeps no snapshot file of the request that went (nor of any other)."""
+    server_tmp = tmp_path / "server-tmp"
+    server_tmp.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(server_tmp))
     add_messages(live_server, 400)
     token = live_server.world.tokens["alice@example.com"]
     cache_path = tmp_path / "cache.sqlite3"
@@ -203,3 +206,4 @@ def test_sigkill_during_a_snapshot_bootstrap_leaves_nothing_half_loaded(live_ser
     cache.close()
     assert not list(tmp_path.glob("*.snapshot*"))
     assert_cache_equals_server(cache_path, live_server, token, tmp_path)
+    wait_for(lambda: not list(server_tmp.iterdir()), "the server kept a snapshot file")

@@ -159,3 +159,19 @@ def test_a_server_without_room_for_a_snapshot_sends_the_desk_to_the_pages(live_s
     assert mirror(cache.db) == mirror(fresh.db)
     assert list(server_tmp.iterdir()) == []
     assert any("no snapshot for" in r.getMessage() and "the desk loads the bootstrap pages" in r.getMessage() for r in caplog.records)
+
+
+def test_a_snapshot_the_server_fails_to_make_sends_the_desk_to_the_pages(live_server, tmp_path, monkeypatch, caplog):
+    """A snapshot that fails to be made is not asked for again and again: the server logs why and answers 500,
+    and the pages load the rows, as they do from a server that makes none."""
+    from agentdesk.server import snapshot
+
+    def broken(engine, queries, path):  # noqa: ANN001, ANN202
+        raise RuntimeError("a bug in the snapshot")
+
+    monkeypatch.setattr(snapshot, "build", broken)
+    cache, paged = bootstrapped(live_server, tmp_path / "cache.sqlite3", snapshots=True)
+    assert set(paged) >= {"conversations", "interactions"} and cache.state("bootstrapped") == "1"
+    fresh, _ = bootstrapped(live_server, tmp_path / "fresh.sqlite3", snapshots=False)
+    assert mirror(cache.db) == mirror(fresh.db)
+    assert any("making it failed" in r.getMessage() and r.exc_info for r in caplog.records)

@@ -14,8 +14,12 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import sqlalchemy as sa
 
@@ -27,33 +31,70 @@ class NoRoom(Exception):
     """The temp directory has no room for a snapshot: the desk loads the pages instead."""
 
 
+@dataclass
+class Snapshot:
+    file: BinaryIO  # open for reading, its name already gone: the room is freed when it is closed, sent or not
+    head: int  # the change-log position it shows
+    size: int
+
+
+KEEP_FREE = 64 << 20  # room in the temp directory a snapshot never takes (the server's own files may be there)
+
+
+class _Room:
+    """The bytes snapshots being written may still take, so that two made at once do not both count on the
+    same free room (a desk asks for two files at once; many desks may start together)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.promised = 0
+
+    @contextmanager
+    def held(self, directory: Path, needed: int) -> Iterator[None]:
+        with self.lock:
+            free = shutil.disk_usage(directory).free - self.promised - KEEP_FREE
+            if free < needed:
+                raise NoRoom(f"{max(free, 0) >> 20} MB free in {directory} (after {KEEP_FREE >> 20} MB kept and the snapshots being made), less than the {needed >> 20} MB its rows could take")
+            self.promised += needed
+        try:
+            yield
+        finally:
+            with self.lock:
+                self.promised -= needed
+
+
+_room = _Room()
+
+
 def available(engine: sa.Engine) -> bool:
-    """PostgreSQL, or SQLite in a file (one to attach: an in-memory database's desks load the pages)."""
-    return engine.dialect.name == "postgresql" or (engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"))
+    """PostgreSQL through psycopg (its server-side cursor), or SQLite in a file (one to attach: an in-memory
+    database's desks load the pages)."""
+    if engine.dialect.name == "postgresql":
+        return engine.dialect.driver in ("psycopg", "psycopg2")
+    return engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:")
 
 
-def make(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]]) -> tuple[Path, int]:
-    """A new snapshot file in the temp directory (see `build`) and the change-log position it shows.
+def make(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]]) -> Snapshot:
+    """A new snapshot (see `build`) in the temp directory, open and already unlinked, so nothing is left behind
+    however its request ends, even before its answer starts.
 
     Raises NoRoom, leaving nothing behind, where the directory has less room than the rows could take (see
-    `_room_needed`) or fills up while the file is written: a disk filled by a snapshot would fail the server's
-    own writes, while the pages need no disk at all."""
+    `_room_needed`, less what other snapshots being written may take) or fills up while the file is written:
+    a disk filled by a snapshot would fail the server's own writes, while the pages need no disk at all."""
     handle, name = tempfile.mkstemp(prefix="agentdesk-snapshot-", suffix=".sqlite3")
     os.close(handle)
     path = Path(name)
     try:
-        free, needed = shutil.disk_usage(path.parent).free, _room_needed(engine, list(queries))
-        if free < needed:
-            raise NoRoom(f"{free >> 20} MB free in {path.parent}, less than the {needed >> 20} MB its rows could take")
-        return path, build(engine, queries, path)
+        with _room.held(path.parent, _room_needed(engine, list(queries))):
+            head = build(engine, queries, path)
+        file = path.open("rb")
+        return Snapshot(file, head, os.fstat(file.fileno()).st_size)
     except sqlite3.OperationalError as exc:
-        path.unlink(missing_ok=True)
         if exc.sqlite_errorcode != sqlite3.SQLITE_FULL:
             raise
         raise NoRoom(f"{path.parent} filled up while the snapshot was written") from exc
-    except BaseException:
+    finally:
         path.unlink(missing_ok=True)
-        raise
 
 
 HEAD = sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))  # the change-log position a snapshot shows
@@ -61,10 +102,10 @@ HEAD = sa.select(sa.func.coalesce(sa.func.max(Change.seq), 0))  # the change-log
 
 def build(engine: sa.Engine, queries: Mapping[str, tuple[list[str], sa.Select]], path: Path) -> int:
     """Write each entity's rows (`queries`: entity -> (its columns, the SELECT of them)) into a new SQLite file
-    at `path`; the change-log position the file shows everything up to. The rows are written in the order the
-    visibility rule's index finds them (the messages by conversation): sorting by id would cost the server
-    twice the query (bench/sync_bench.py), and the desk's own index builds are faster on rows grouped by
-    conversation than on rows in id order."""
+    at `path`; the change-log position the file shows everything up to. The rows are not sorted: on SQLite they
+    come in the order the visibility rule's index finds them (the messages by conversation). Sorting by id
+    would cost the server twice the query (bench/sync_bench.py), and the desk's own index builds are faster on
+    rows grouped by conversation than on rows in id order."""
     return (_attach_and_copy if engine.dialect.name == "sqlite" else _fetch_and_write)(engine, queries, path)
 
 
@@ -115,21 +156,21 @@ def _fetch_and_write(engine: sa.Engine, queries: Mapping[str, tuple[list[str], s
 
 
 def _room_needed(engine: sa.Engine, entities: list[str]) -> int:
-    """At most what a snapshot of these entities takes: the SQLite database's file; on PostgreSQL, its tables'
-    rows (without their indexes), which take more room there than in a SQLite file."""
+    """What a snapshot of these entities may take: the SQLite database's whole file; on PostgreSQL, the size of
+    those tables' rows there (without their indexes), twice over: the rows' text is longer on the wire (times
+    as ISO text), and PostgreSQL may keep long text compressed."""
     if engine.dialect.name == "sqlite":
         return Path(engine.url.database).stat().st_size  # type: ignore[arg-type]
     tables = [ENTITIES[entity].__tablename__ for entity in entities]
     with engine.connect() as db:
         size = sa.text("SELECT coalesce(sum(pg_table_size(to_regclass(name))), 0) FROM unnest(CAST(:tables AS text[])) AS name")
-        return int(db.execute(size, {"tables": tables}).scalar_one())
+        return 2 * int(db.execute(size, {"tables": tables}).scalar_one())
 
 
-def chunks(path: Path, size: int = 1 << 20) -> Iterator[bytes]:
-    """The file's bytes, for a streamed answer. The name is gone once the file is open (the data stays until
-    it is closed), so a request that ends early leaves nothing behind."""
-    with path.open("rb") as file:
-        path.unlink()
+def chunks(file: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
+    """The snapshot's bytes, for a streamed answer; the file is closed after them (or, if the answer never
+    starts, when the file object goes)."""
+    with file:
         while block := file.read(size):
             yield block
 

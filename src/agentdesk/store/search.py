@@ -6,8 +6,8 @@ is stored twice; it is built once after the bootstrap load and kept current by t
 A query is free words plus filters (`parse_query`). Words reach FTS5 only as quoted runs of letters and
 digits, so nothing the agent types is read as FTS5 syntax or SQL; filter values are bound parameters.
 
-Order: newest first. Bootstrap rows arrive in id order (random in time), so FTS5's rowid order is not time
-order; where at most `EXACT_LIMIT` interactions match, they are sorted by time (cheap); past that, hits come
+Order: newest first. Bootstrap rows arrive in id or conversation order (not time order), so FTS5's rowid order
+is not time order; where at most `EXACT_LIMIT` interactions match, they are sorted by time (cheap); past that, hits come
 most-recently-synced first (`ORDER BY rowid DESC`, which FTS5 walks without sorting) and
 `SearchResults.newest_first` is False, so the desk can say "many matches: add words to narrow".
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -10,6 +11,8 @@ from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:  # imported where used: the desk imports this module before its first frame (httpx ~60 ms)
     import httpx
+
+log = logging.getLogger(__name__)
 
 
 class ServerUnavailable(Exception):
@@ -124,14 +127,18 @@ class SyncClient:
     def snapshot(self, path: Path, columns: Mapping[str, Sequence[str]]) -> tuple[str, int] | None:
         """The rows this agent may see of the entities in `columns` (these columns of each), as one SQLite file
         written to `path`, and the cursor to pull from after it with the change-log position it stands for (of
-        two snapshots, the older's cursor is where to pull from); None from a server that makes no snapshots
-        (load the pages)."""
+        two snapshots, the older's cursor is where to pull from); None from a server that makes no snapshot
+        (404), or fails to (5xx): the pages load the rows then, and work wherever the server does."""
         import httpx
 
         params = {"entities": ",".join(columns), **{entity: ",".join(names) for entity, names in columns.items()}}
         try:
             with self.http.stream("GET", "/api/v1/sync/snapshot", params=params, timeout=httpx.Timeout(self._timeout, read=120)) as response:
                 if response.status_code == 404:
+                    return None
+                if response.status_code >= 500:
+                    response.read()
+                    log.warning("%s answered %s to a snapshot request: loading the pages", self.base_url, response.status_code)
                     return None
                 if response.status_code != 200:
                     response.read()

@@ -218,9 +218,10 @@ def bootstrap(
 def snapshot(caller: CallerDep, request: Request) -> Response:
     """Every row the caller may see, as one SQLite file (server/snapshot.py), its cursor in `Agentdesk-Cursor`
     (and the change-log position it shows, in `Agentdesk-Head`, to tell which of two snapshots is older);
-    404 from a server that makes none (an in-memory database) or has no room for one now: load the bootstrap
-    pages. `entities` (comma-separated) keeps the file to those; a query parameter named after an entity lists
-    the columns wanted of it, as a bootstrap page's `columns` does."""
+    404 from a server that makes none (an in-memory database, a PostgreSQL driver without server-side cursors),
+    507 while it has no room for one, 500 if making it failed: the desk loads the bootstrap pages then (it does
+    on any 5xx). `entities` (comma-separated) keeps the file to those; a query parameter named after an entity
+    lists the columns wanted of it, as a bootstrap page's `columns` does."""
     engine = request.app.state.engine
     if not snapshot_file.available(engine):
         raise HTTPException(404, "This server makes no snapshots: load the bootstrap pages.")
@@ -234,12 +235,15 @@ def snapshot(caller: CallerDep, request: Request) -> Response:
         where = snapshot_file.interactions_visible(caller.teams) if entity == "interactions" else _visible_filter(entity, caller.teams)
         queries[entity] = (names, query if where is None else query.where(where))
     try:
-        path, head = snapshot_file.make(engine, queries)
+        made = snapshot_file.make(engine, queries)
     except snapshot_file.NoRoom as exc:
         log.warning("no snapshot for %s: %s; the desk loads the bootstrap pages", caller.agent.id, exc)
-        raise HTTPException(404, "This server has no room for a snapshot now: load the bootstrap pages.") from exc
-    headers = {"Agentdesk-Cursor": encode_cursor(head), "Agentdesk-Head": str(head), "Content-Length": str(path.stat().st_size)}
-    return StreamingResponse(snapshot_file.chunks(path), media_type="application/vnd.sqlite3", headers=headers)
+        raise HTTPException(507, "This server has no room for a snapshot now: load the bootstrap pages.") from exc
+    except Exception as exc:  # answered, not raised: an unhandled error may reset the connection before the 500 is read
+        log.exception("no snapshot for %s: making it failed; the desk loads the bootstrap pages", caller.agent.id)
+        raise HTTPException(500, "This server could not make a snapshot: load the bootstrap pages.") from exc
+    headers = {"Agentdesk-Cursor": encode_cursor(made.head), "Agentdesk-Head": str(made.head), "Content-Length": str(made.size)}
+    return StreamingResponse(snapshot_file.chunks(made.file), media_type="application/vnd.sqlite3", headers=headers)
 
 
 class ChangeOut(BaseModel):
