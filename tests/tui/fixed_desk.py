@@ -144,6 +144,16 @@ def fixed_environment() -> Iterator[None]:
         time.tzset()
 
 
+async def whole(app, pilot, deadline: float = 5.0) -> None:  # noqa: ANN001 - an AgentDesk and its Pilot
+    """Wait (polling) until the desk is whole, the composer and footer mounted after its first frame
+    (AgentDesk.finish_startup), and laid out: on a busy machine one pause may come before that."""
+    end = time.monotonic() + deadline
+    while app.starting and time.monotonic() < end:
+        await pilot.pause(0.01)
+    assert not app.starting, f"the desk did not finish starting in {deadline} s"
+    await pilot.pause()
+
+
 def fixed_desk(tmp_path: Path, theme: str | None = None):  # noqa: ANN201 - AgentDesk, imported lazily
     from agentdesk.tui.app import AgentDesk
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from fixed_desk import fixed_desk, fixed_environment
+from fixed_desk import fixed_desk, fixed_environment, whole
 from rich.color import Color
 from textual.widgets import Footer, TextArea
 
@@ -79,7 +79,7 @@ async def test_breakpoint_classes_follow_the_terminal(desk):
 async def test_80x24_keeps_queue_timeline_composer_and_footer_in_view(desk):
     app = desk()
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
+        await whole(app, pilot)
         queue, conversation = app.query_one("#queue-pane").region, app.query_one("#conversation-pane").region
         timeline, reply = app.query_one(Timeline).region, app.query_one("#composer TextArea", TextArea).region
         assert queue.width <= 32 and conversation.width >= 46  # the conversation gets the room
@@ -96,7 +96,7 @@ async def test_80x24_keeps_queue_timeline_composer_and_footer_in_view(desk):
 async def test_160x45_has_the_full_composer(desk):
     app = desk()
     async with app.run_test(size=(160, 45)) as pilot:
-        await pilot.pause()
+        await whole(app, pilot)
         assert app.query_one("#composer TextArea", TextArea).region.height >= 6
         assert app.query_one("#queue-pane").region.width >= 50
 
@@ -168,7 +168,7 @@ async def test_a_live_update_leaves_the_composer_and_focus_alone(desk):
 
     app = desk()
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await whole(app, pilot)
         await pilot.press("r")
         reply = app.query_one("#composer TextArea", TextArea)
         reply.insert("Half a reply")
