@@ -175,3 +175,49 @@ def test_a_snapshot_the_server_fails_to_make_sends_the_desk_to_the_pages(live_se
     fresh, _ = bootstrapped(live_server, tmp_path / "fresh.sqlite3", snapshots=False)
     assert mirror(cache.db) == mirror(fresh.db)
     assert any("making it failed" in r.getMessage() and r.exc_info for r in caplog.records)
+
+
+class Interleaved(dict):
+    """A snapshot's queries, with `between()` run after the first entity is read: a write committed meanwhile."""
+
+    def __init__(self, queries, between) -> None:  # noqa: ANN001
+        super().__init__(queries)
+        self.between = between
+
+    def items(self):  # noqa: ANN202 - what snapshot.build iterates
+        for n, item in enumerate(super().items()):
+            if n == 1:
+                self.between()
+            yield item
+
+
+def test_a_snapshot_is_one_view_of_the_database_whatever_commits_while_it_is_made(live_server, tmp_path):
+    """SQLite's read transaction, PostgreSQL's REPEATABLE READ: a change committed between two entities' reads is
+    in neither, and the head the file shows is from before it (so the desk's pull brings it)."""
+    import sqlalchemy as sa
+
+    from agentdesk.server import snapshot
+    from agentdesk.server.models import Change, Interaction
+
+    maria = live_server.world.conversations["maria-email"]
+
+    def commit_a_change() -> None:
+        with session(live_server.engine) as db:
+            conversation = db.get(Conversation, maria)
+            conversation.priority = "urgent"
+            record_upsert(db, conversation)
+            db.commit()
+
+    with session(live_server.engine) as db:
+        head_before = db.execute(sa.select(sa.func.max(Change.seq))).scalar_one()
+    queries = Interleaved({
+        "interactions": (["id"], sa.select(Interaction.id)),
+        "conversations": (["id", "priority"], sa.select(Conversation.id, Conversation.priority)),
+    }, commit_a_change)
+    head = snapshot.build(live_server.engine, queries, tmp_path / "snapshot.sqlite3")
+    with session(live_server.engine) as db:
+        assert db.execute(sa.select(sa.func.max(Change.seq))).scalar_one() > head == head_before  # the change came
+    file = sqlite3.connect(tmp_path / "snapshot.sqlite3")
+    assert file.execute("SELECT priority FROM conversations WHERE id = ?", (maria,)).fetchone() == ("normal",)
+    assert file.execute("SELECT count(*) FROM interactions").fetchone()[0] > 0
+    file.close()
