@@ -1,6 +1,6 @@
 """Sync bench (issue 4): a desk's full bootstrap of a large team, and its catch-up after 10,000 changes.
 
-    python bench/sync_bench.py [--quick] [--interactions N] [--changes N] [--profile DIR]
+    python bench/sync_bench.py [--quick] [--interactions N] [--changes N] [--pages] [--postgres URL] [--profile DIR]
 
 (a) Bootstrap: a server database whose bench team holds >= 200k interactions (texts from the demo
     generator, ~200 characters), plus a second team the agent must not see. A fresh cache is bootstrapped
